@@ -1,0 +1,1 @@
+"""The projector: consumes the command log and builds the ActionItem read model."""

@@ -1,0 +1,136 @@
+"""Plan the effect of a batch of log records on the read model: pure, deterministic.
+
+Exactly-once effect with at-least-once delivery rests on three guards:
+- an item remembers the offset of the last command that touched it
+  (``last_offset``); a redelivered command at or below it is skipped;
+- a command whose status is already stored at another log position is a
+  re-sent copy (same commandId) and is skipped;
+- statuses are written before items, so an item that shows an effect always
+  has the status of the command that caused it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from projector.domain import (
+    ActionItem,
+    Applied,
+    ExceptionEntry,
+    LogPosition,
+    Rejected,
+    decide,
+    timestamp,
+    with_exception,
+)
+from schemas.commands import CommandEnvelope
+
+
+@dataclass(frozen=True)
+class CommandRecord:
+    position: LogPosition
+    command: CommandEnvelope
+
+
+@dataclass(frozen=True)
+class StoredItem:
+    state: ActionItem
+    partition: int
+    last_offset: int
+
+
+@dataclass(frozen=True)
+class CommandOutcome:
+    command_id: str
+    action_item_id: str
+    status: str  # "applied" | "rejected"
+    exception: ExceptionEntry | None
+    processed_at: str
+    position: LogPosition
+
+
+@dataclass(frozen=True)
+class ItemWrite:
+    """Write ``stored`` if the item is still at ``expected_last_offset`` (None: must not exist)."""
+
+    stored: StoredItem
+    expected_last_offset: int | None
+
+
+@dataclass
+class BatchPlan:
+    outcomes: list[CommandOutcome] = field(default_factory=list)
+    item_writes: list[ItemWrite] = field(default_factory=list)
+    duplicates: list[CommandRecord] = field(default_factory=list)
+    already_applied: list[CommandRecord] = field(default_factory=list)
+    next_offsets: dict[int, int] = field(default_factory=dict)
+
+
+def plan_batch(
+    records: Iterable[CommandRecord],
+    stored: Mapping[str, StoredItem],
+    known_positions: Mapping[str, LogPosition],
+) -> BatchPlan:
+    """Decide every record in log order against the stored state, chaining in-batch effects.
+
+    ``stored`` holds the current documents of the items the batch touches;
+    ``known_positions`` the log position of every command of the batch whose
+    status is already stored.
+    """
+    plan = BatchPlan()
+    working: dict[str, StoredItem] = dict(stored)
+    seen: dict[str, LogPosition] = dict(known_positions)
+    for record in records:
+        position, command = record.position, record.command
+        plan.next_offsets[position.partition] = max(
+            plan.next_offsets.get(position.partition, 0), position.offset + 1
+        )
+        first = seen.setdefault(command.command_id, position)
+        if first != position:
+            plan.duplicates.append(record)
+            continue
+        current = working.get(command.action_item_id)
+        if current is not None and current.last_offset >= position.offset:
+            plan.already_applied.append(record)
+            continue
+        outcome, new_state = _project(current.state if current else None, record)
+        plan.outcomes.append(outcome)
+        if new_state is not None:
+            working[command.action_item_id] = StoredItem(
+                new_state, position.partition, position.offset
+            )
+    for item_id, item in working.items():
+        before = stored.get(item_id)
+        if before is None or item.last_offset != before.last_offset:
+            plan.item_writes.append(
+                ItemWrite(item, before.last_offset if before is not None else None)
+            )
+    return plan
+
+
+def _project(
+    state: ActionItem | None, record: CommandRecord
+) -> tuple[CommandOutcome, ActionItem | None]:
+    command, position = record.command, record.position
+    decision = decide(state, command)
+    processed_at = timestamp(command.accepted_at)
+    if isinstance(decision, Applied):
+        outcome = CommandOutcome(
+            command.command_id, command.action_item_id, "applied", None, processed_at, position
+        )
+        return outcome, decision.state
+    assert isinstance(decision, Rejected)
+    entry = ExceptionEntry(
+        command_id=command.command_id,
+        code=decision.code,
+        message=decision.message,
+        occurred_at=processed_at,
+        partition=position.partition,
+        offset=position.offset,
+    )
+    outcome = CommandOutcome(
+        command.command_id, command.action_item_id, "rejected", entry, processed_at, position
+    )
+    new_state = with_exception(state, command, position, decision) if state is not None else None
+    return outcome, new_state

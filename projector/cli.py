@@ -1,0 +1,93 @@
+"""The `projector` command: `run` (the long-running consumer) and `rebuild` (recovery)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+import typer
+from confluent_kafka import Consumer, Producer
+from pymongo import MongoClient
+
+from projector.http import create_health_app, serve_in_thread
+from projector.runner import (
+    DeadLetters,
+    Health,
+    ProjectorLoop,
+    consumer_config,
+    dlq_producer_config,
+)
+from projector.settings import ProjectorSettings
+from projector.store import ProjectionStore
+from servicekit.logs import configure_logging
+from servicekit.settings import load_settings
+
+app = typer.Typer(help="ActionItems projector: builds the read model from the command log.")
+log = logging.getLogger("projector")
+
+
+@app.callback()
+def _commands() -> None:
+    """ActionItems projector."""
+
+
+def mongo_client(settings: ProjectorSettings) -> MongoClient:
+    return MongoClient(
+        settings.mongodb_uri,
+        serverSelectionTimeoutMS=settings.mongodb_timeout_ms,
+        connectTimeoutMS=settings.mongodb_timeout_ms,
+        socketTimeoutMS=max(settings.mongodb_timeout_ms * 10, 30_000),
+        uuidRepresentation="standard",
+    )
+
+
+def stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def handle(signum: int, _frame: object) -> None:
+        log.info("signal received; finishing the current batch", extra={"signal": signum})
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+    return stop
+
+
+@app.command()
+def run() -> None:
+    """Consume the command log and keep the read model up to date (what `make up` starts)."""
+    settings = load_settings(ProjectorSettings)
+    configure_logging("projector", settings.log_level)
+    stop = stop_on_signals()
+    health = Health()
+    server = serve_in_thread(create_health_app(health), settings.http_host, settings.http_port)
+    client = mongo_client(settings)
+    dlq = Producer(dlq_producer_config(settings))
+    loop = ProjectorLoop(
+        settings,
+        ProjectionStore(client, settings.mongodb_database),
+        Consumer(consumer_config(settings)),
+        DeadLetters(dlq, settings.dlq_topic),
+        health,
+        stop,
+    )
+    log.info(
+        "projector starting",
+        extra={"topic": settings.commands_topic, "group": settings.consumer_group},
+    )
+    try:
+        loop.run()
+    finally:
+        dlq.flush(10)
+        client.close()
+        server.should_exit = True
+        log.info("projector stopped")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

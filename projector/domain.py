@@ -1,0 +1,178 @@
+"""What a command does to an ActionItem: pure functions, no clock, no I/O.
+
+Timestamps come from the command (its acceptedAt), so replaying the log gives
+identical documents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+from types import MappingProxyType
+
+from schemas.commands import CommandEnvelope, CreateActionItem, Priority, Status
+
+
+class Code(StrEnum):
+    VERSION_CONFLICT = "VERSION_CONFLICT"
+    INVALID_TRANSITION = "INVALID_TRANSITION"
+    ALREADY_EXISTS = "ALREADY_EXISTS"
+    NOT_FOUND = "NOT_FOUND"
+    IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
+
+
+ALLOWED_TRANSITIONS: Mapping[Status, frozenset[Status]] = MappingProxyType(
+    {
+        Status.OPEN: frozenset({Status.IN_PROGRESS, Status.DONE, Status.CANCELLED}),
+        Status.IN_PROGRESS: frozenset({Status.OPEN, Status.DONE, Status.CANCELLED}),
+        Status.DONE: frozenset({Status.OPEN}),
+        Status.CANCELLED: frozenset({Status.OPEN}),
+    }
+)
+
+
+def transition_allowed(current: Status, target: Status) -> bool:
+    """Setting the status an item already has is not a transition and is allowed."""
+    return target == current or target in ALLOWED_TRANSITIONS[current]
+
+
+@dataclass(frozen=True)
+class LogPosition:
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class ExceptionEntry:
+    command_id: str
+    code: Code
+    message: str
+    occurred_at: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class ActionItem:
+    id: str
+    title: str
+    description: str | None
+    assignee: str | None
+    priority: Priority
+    due_date: str | None
+    tags: tuple[str, ...]
+    status: Status
+    version: int
+    created_at: str
+    updated_at: str
+    exceptions: tuple[ExceptionEntry, ...] = ()
+    # sha256(caller, Idempotency-Key) -> commandId of the applied command that used it
+    idempotency_keys: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True)
+class Applied:
+    state: ActionItem
+
+
+@dataclass(frozen=True)
+class Rejected:
+    code: Code
+    message: str
+
+
+Decision = Applied | Rejected
+
+
+def timestamp(moment: datetime) -> str:
+    """The read model's timestamp format: UTC, milliseconds, 'Z'."""
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def decide(state: ActionItem | None, command: CommandEnvelope) -> Decision:
+    """Apply one command to the current state of its ActionItem, or say why not."""
+    key = command.idempotency_key_hash
+    if state is not None and key is not None:
+        earlier = state.idempotency_keys.get(key)
+        if earlier is not None and earlier != command.command_id:
+            return Rejected(
+                Code.IDEMPOTENCY_KEY_REUSED,
+                f"Idempotency-Key was already used by command {earlier} with a different payload",
+            )
+    if isinstance(command.payload, CreateActionItem):
+        if state is not None:
+            return Rejected(
+                Code.ALREADY_EXISTS, f"ActionItem {command.action_item_id} already exists"
+            )
+        return Applied(_created(command, command.payload))
+    if state is None:
+        return Rejected(Code.NOT_FOUND, f"ActionItem {command.action_item_id} does not exist")
+    if command.expected_version is not None and command.expected_version != state.version:
+        return Rejected(
+            Code.VERSION_CONFLICT,
+            f"If-Match expected version {command.expected_version}, item is at {state.version}",
+        )
+    changes = command.payload.changes()
+    target = changes.get("status")
+    if isinstance(target, Status) and not transition_allowed(state.status, target):
+        return Rejected(
+            Code.INVALID_TRANSITION, f"status cannot change from {state.status} to {target}"
+        )
+    return Applied(_updated(state, command, changes))
+
+
+def _remember_key(keys: Mapping[str, str], command: CommandEnvelope) -> Mapping[str, str]:
+    if command.idempotency_key_hash is None:
+        return keys
+    return MappingProxyType({**keys, command.idempotency_key_hash: command.command_id})
+
+
+def _created(command: CommandEnvelope, payload: CreateActionItem) -> ActionItem:
+    at = timestamp(command.accepted_at)
+    return ActionItem(
+        id=command.action_item_id,
+        title=payload.title,
+        description=payload.description,
+        assignee=payload.assignee,
+        priority=payload.priority,
+        due_date=payload.dueDate,
+        tags=tuple(payload.tags),
+        status=Status.OPEN,
+        version=1,
+        created_at=at,
+        updated_at=at,
+        idempotency_keys=_remember_key(MappingProxyType({}), command),
+    )
+
+
+_FIELD_ATTR = {"dueDate": "due_date"}
+
+
+def _updated(state: ActionItem, command: CommandEnvelope, changes: dict[str, object]) -> ActionItem:
+    fields = {_FIELD_ATTR.get(name, name): value for name, value in changes.items()}
+    if "tags" in fields:
+        fields["tags"] = tuple(fields["tags"] or ())  # type: ignore[arg-type]
+    return replace(
+        state,
+        **fields,  # type: ignore[arg-type]
+        version=state.version + 1,
+        updated_at=timestamp(command.accepted_at),
+        idempotency_keys=_remember_key(state.idempotency_keys, command),
+    )
+
+
+def with_exception(
+    state: ActionItem, command: CommandEnvelope, position: LogPosition, rejected: Rejected
+) -> ActionItem:
+    """The Exceptions node gets one entry; nothing else on the item changes."""
+    entry = ExceptionEntry(
+        command_id=command.command_id,
+        code=rejected.code,
+        message=rejected.message,
+        occurred_at=timestamp(command.accepted_at),
+        partition=position.partition,
+        offset=position.offset,
+    )
+    return replace(state, exceptions=(*state.exceptions, entry))

@@ -1,0 +1,17 @@
+"""The projector's configuration."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from servicekit.settings import CommonSettings
+
+
+class ProjectorSettings(CommonSettings):
+    consumer_group: str = Field("actionitems-projector", min_length=1)
+    batch_size: int = Field(1000, ge=1, le=100_000)
+    poll_timeout_seconds: float = Field(0.2, gt=0, le=10)
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(8002, ge=0, le=65535)
+    store_retry_max_seconds: float = Field(5.0, gt=0, le=300)
+    mongodb_timeout_ms: int = Field(3000, ge=100, le=120_000)

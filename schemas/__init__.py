@@ -1,0 +1,1 @@
+"""The log's contract: the Avro command schemas (every version ever written) and their codec."""

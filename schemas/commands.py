@@ -1,0 +1,72 @@
+"""The command values that travel on the log, independent of their Avro encoding."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class Priority(StrEnum):
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+    URGENT = "urgent"
+
+
+class Status(StrEnum):
+    OPEN = "open"
+    IN_PROGRESS = "in_progress"
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+PATCHABLE_FIELDS = ("title", "description", "assignee", "priority", "dueDate", "tags", "status")
+
+
+@dataclass(frozen=True)
+class CreateActionItem:
+    title: str
+    description: str | None = None
+    assignee: str | None = None
+    priority: Priority = Priority.NORMAL
+    dueDate: str | None = None
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class UpdateActionItem:
+    """A merge patch: only the fields in ``fields_set`` are touched; a None among them clears."""
+
+    fields_set: frozenset[str]
+    title: str | None = None
+    description: str | None = None
+    assignee: str | None = None
+    priority: Priority | None = None
+    dueDate: str | None = None
+    tags: tuple[str, ...] | None = None
+    status: Status | None = None
+
+    def changes(self) -> dict[str, object]:
+        """The patch as a mapping of field name to new value, for the fields it sets."""
+        return {name: getattr(self, name) for name in PATCHABLE_FIELDS if name in self.fields_set}
+
+
+Payload = CreateActionItem | UpdateActionItem
+
+
+@dataclass(frozen=True)
+class CommandEnvelope:
+    command_id: str
+    action_item_id: str
+    accepted_at: datetime
+    correlation_id: str
+    payload_hash: str
+    payload: Payload
+    idempotency_key_hash: str | None = None
+    expected_version: int | None = None
+    extra: dict[str, object] = field(default_factory=dict, compare=False)
+
+    @property
+    def kind(self) -> str:
+        return "create" if isinstance(self.payload, CreateActionItem) else "update"

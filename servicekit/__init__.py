@@ -1,0 +1,1 @@
+"""What every ActionItems process shares: settings, logs, problem bodies, read-model layout."""

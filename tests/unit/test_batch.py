@@ -1,0 +1,86 @@
+"""The batch planner: exactly-once effect under redelivery, duplicates and chained commands."""
+
+from __future__ import annotations
+
+from projector.batch import CommandRecord, plan_batch
+from projector.domain import Code, LogPosition
+from tests.unit.builders import ITEM, create, update
+
+OTHER = "22222222-2222-4222-8222-222222222222"
+
+
+def records(*commands, partition: int = 0, start: int = 0) -> list[CommandRecord]:
+    return [CommandRecord(LogPosition(partition, start + i), c) for i, c in enumerate(commands)]
+
+
+def apply_all(batches, stored=None, known=None):
+    """Feed batches one after another, carrying the written state like the store would."""
+    stored = dict(stored or {})
+    known = dict(known or {})
+    outcomes = []
+    for batch in batches:
+        plan = plan_batch(
+            batch,
+            stored,
+            {
+                r.command.command_id: known[r.command.command_id]
+                for r in batch
+                if r.command.command_id in known
+            },
+        )
+        for write in plan.item_writes:
+            stored[write.stored.state.id] = write.stored
+        for o in plan.outcomes:
+            known[o.command_id] = o.position
+        outcomes.extend(plan.outcomes)
+    return stored, outcomes
+
+
+def test_commands_chain_within_a_batch() -> None:
+    batch = records(
+        create(), update(title="a"), update(status="done"), update(status="in_progress")
+    )
+    stored, outcomes = apply_all([batch])
+    item = stored[ITEM]
+    assert item.state.version == 3
+    assert item.last_offset == 3
+    assert [o.status for o in outcomes] == ["applied", "applied", "applied", "rejected"]
+    assert item.state.exceptions[0].code == Code.INVALID_TRANSITION
+
+
+def test_same_read_model_whether_delivered_once_or_five_times() -> None:
+    batch = records(create(), update(title="a"), update(expected=9, title="b"), create(OTHER))
+    once, once_outcomes = apply_all([batch])
+    five, five_outcomes = apply_all([batch] * 5)
+    assert once == five
+    assert once_outcomes == five_outcomes  # redeliveries produce no second outcome
+
+
+def test_redelivery_of_a_prefix_after_partial_progress() -> None:
+    batch = records(create(), update(title="a"), update(title="b"))
+    stored, _ = apply_all([batch[:2]])
+    stored, outcomes = apply_all([batch], stored=stored)
+    assert stored[ITEM].state.title == "b"
+    assert stored[ITEM].state.version == 3
+    assert [o.position.offset for o in outcomes] == [2]
+
+
+def test_a_resent_copy_of_a_command_is_skipped() -> None:
+    first = create(command_id="dup")
+    batch = records(first, update(title="x"), first)
+    plan = plan_batch(batch, {}, {})
+    assert [r.position.offset for r in plan.duplicates] == [2]
+    assert len(plan.outcomes) == 2
+
+
+def test_update_of_unknown_item_is_recorded_on_the_status_only() -> None:
+    plan = plan_batch(records(update(title="x")), {}, {})
+    (outcome,) = plan.outcomes
+    assert outcome.status == "rejected"
+    assert outcome.exception is not None and outcome.exception.code == Code.NOT_FOUND
+    assert plan.item_writes == []
+
+
+def test_next_offsets_cover_every_partition() -> None:
+    batch = records(create(), partition=1, start=10) + records(create(OTHER), partition=2, start=5)
+    assert plan_batch(batch, {}, {}).next_offsets == {1: 11, 2: 6}

@@ -1,0 +1,152 @@
+"""Every cell of the status-transition table and every rejection code."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from itertools import product
+
+import pytest
+
+from projector.domain import (
+    ALLOWED_TRANSITIONS,
+    Applied,
+    Code,
+    LogPosition,
+    Rejected,
+    decide,
+    with_exception,
+)
+from schemas.commands import Priority, Status
+from tests.unit.builders import ITEM, create, update
+
+ALLOWED = {
+    (Status.OPEN, Status.IN_PROGRESS),
+    (Status.OPEN, Status.DONE),
+    (Status.OPEN, Status.CANCELLED),
+    (Status.IN_PROGRESS, Status.OPEN),
+    (Status.IN_PROGRESS, Status.DONE),
+    (Status.IN_PROGRESS, Status.CANCELLED),
+    (Status.DONE, Status.OPEN),
+    (Status.CANCELLED, Status.OPEN),
+}
+
+
+def created(**fields: object):
+    decision = decide(None, create(**fields))
+    assert isinstance(decision, Applied)
+    return decision.state
+
+
+def test_table_matches_the_contract() -> None:
+    assert {(a, b) for a, targets in ALLOWED_TRANSITIONS.items() for b in targets} == ALLOWED
+
+
+@pytest.mark.parametrize(("current", "target"), list(product(Status, Status)))
+def test_every_transition_cell(current: Status, target: Status) -> None:
+    state = replace(created(), status=current)
+    decision = decide(state, update(status=target))
+    if current == target or (current, target) in ALLOWED:
+        assert isinstance(decision, Applied)
+        assert decision.state.status == target
+        assert decision.state.version == 2
+    else:
+        assert decision == Rejected(
+            Code.INVALID_TRANSITION, f"status cannot change from {current} to {target}"
+        )
+
+
+def test_create_sets_version_1_and_timestamps_from_the_command() -> None:
+    state = created(
+        title="x", assignee="a", priority=Priority.URGENT, dueDate="2026-01-02", tags=("p", "q")
+    )
+    assert state.version == 1
+    assert state.status == Status.OPEN
+    assert state.created_at == state.updated_at == "2026-11-25T12:00:00.000Z"
+    assert state.tags == ("p", "q")
+    assert state.exceptions == ()
+
+
+def test_update_applies_merge_patch_and_bumps_version() -> None:
+    state = created(description="d", assignee="a", dueDate="2026-01-02", tags=("x",))
+    decision = decide(
+        state,
+        update(
+            at=5,
+            title="new",
+            description=None,
+            assignee=None,
+            dueDate=None,
+            tags=[],
+            priority="low",
+        ),
+    )
+    assert isinstance(decision, Applied)
+    new = decision.state
+    assert (new.title, new.description, new.assignee, new.due_date, new.tags, new.priority) == (
+        "new",
+        None,
+        None,
+        None,
+        (),
+        Priority.LOW,
+    )
+    assert new.version == 2
+    assert new.updated_at == "2026-11-25T12:00:05.000Z"
+    assert new.created_at == state.created_at
+
+
+def test_fields_not_in_the_patch_are_untouched() -> None:
+    state = created(description="keep", assignee="keep")
+    decision = decide(state, update(title="changed"))
+    assert isinstance(decision, Applied)
+    assert decision.state.description == "keep"
+    assert decision.state.assignee == "keep"
+
+
+def test_create_for_an_existing_id_is_already_exists() -> None:
+    assert decide(created(), create()) == Rejected(
+        Code.ALREADY_EXISTS, f"ActionItem {ITEM} already exists"
+    )
+
+
+def test_update_of_unknown_item_is_not_found() -> None:
+    assert decide(None, update(title="x")) == Rejected(
+        Code.NOT_FOUND, f"ActionItem {ITEM} does not exist"
+    )
+
+
+def test_if_match_version() -> None:
+    state = created()
+    assert isinstance(decide(state, update(expected=1, title="x")), Applied)
+    assert decide(state, update(expected=2, title="x")) == Rejected(
+        Code.VERSION_CONFLICT, "If-Match expected version 2, item is at 1"
+    )
+
+
+def test_idempotency_key_reused_with_another_payload() -> None:
+    state = created(key="k", command_id="c-1")
+    rejected = decide(state, update(key="k", command_id="c-2", title="x"))
+    assert isinstance(rejected, Rejected)
+    assert rejected.code == Code.IDEMPOTENCY_KEY_REUSED
+    # the same command (same commandId) with the same key is not a reuse
+    assert isinstance(decide(state, update(key="k", command_id="c-1", title="x")), Applied)
+    # and a second create with the reused key is a reuse, not merely ALREADY_EXISTS
+    again = decide(state, create(key="k", command_id="c-3", title="other"))
+    assert isinstance(again, Rejected) and again.code == Code.IDEMPOTENCY_KEY_REUSED
+
+
+def test_rejection_appends_one_exception_and_changes_nothing_else() -> None:
+    state = created()
+    command = update(expected=7, title="x")
+    decision = decide(state, command)
+    assert isinstance(decision, Rejected)
+    after = with_exception(state, command, LogPosition(2, 41), decision)
+    assert replace(after, exceptions=()) == state
+    (entry,) = after.exceptions
+    assert (entry.command_id, entry.code, entry.partition, entry.offset) == (
+        command.command_id,
+        Code.VERSION_CONFLICT,
+        2,
+        41,
+    )
+    assert entry.occurred_at == "2026-11-25T12:00:01.000Z"
