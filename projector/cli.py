@@ -10,6 +10,7 @@ import typer
 from confluent_kafka import Consumer, Producer
 from pymongo import MongoClient
 
+from projector.handover import HandoverControl, HandoverGate
 from projector.http import create_health_app, serve_in_thread
 from projector.runner import (
     DeadLetters,
@@ -71,6 +72,7 @@ def run() -> None:
         DeadLetters(dlq, settings.dlq_topic),
         health,
         stop,
+        HandoverGate(HandoverControl(client[settings.mongodb_database]), stop),
     )
     log.info(
         "projector starting",

@@ -13,6 +13,7 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 from projector import metrics
 from projector.batch import BatchPlan, CommandRecord
 from projector.domain import LogPosition
+from projector.handover import HandoverGate
 from projector.settings import ProjectorSettings
 from projector.store import ProjectionStore, StoreUnavailable
 from schemas.codec import CommandCodec, DecodeError
@@ -148,6 +149,7 @@ class ProjectorLoop:
         dead_letters: DeadLetters,
         health: Health,
         stop: threading.Event,
+        gate: HandoverGate,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -155,6 +157,7 @@ class ProjectorLoop:
         self.dead_letters = dead_letters
         self.health = health
         self.stop = stop
+        self.gate = gate
         self.codec = CommandCodec()
 
     def run(self) -> None:
@@ -165,6 +168,9 @@ class ProjectorLoop:
         last_lag = 0.0
         try:
             while not self.stop.is_set():
+                self.gate.before_batch()
+                if self.stop.is_set():
+                    break
                 messages = self.consumer.consume(
                     self.settings.batch_size, self.settings.poll_timeout_seconds
                 )
@@ -177,6 +183,7 @@ class ProjectorLoop:
         finally:
             log.info("closing consumer (leaves the group, uncommitted records are redelivered)")
             self.consumer.close()
+            self.gate.leave()
 
     def _process(self, messages: list[Message]) -> bool:
         started = time.perf_counter()
