@@ -12,6 +12,7 @@ from pymongo import MongoClient
 
 from projector.handover import HandoverControl, HandoverGate
 from projector.http import create_health_app, serve_in_thread
+from projector.rebuild_cli import rebuild
 from projector.runner import (
     DeadLetters,
     Health,
@@ -85,6 +86,9 @@ def run() -> None:
         client.close()
         server.should_exit = True
         log.info("projector stopped")
+
+
+app.command("rebuild")(rebuild)
 
 
 def main() -> None:
