@@ -4,7 +4,9 @@ Exactly-once effect with at-least-once delivery rests on three guards:
 - an item remembers the offset of the last command that touched it
   (``last_offset``); a redelivered command at or below it is skipped;
 - a command whose status is already stored at another log position is a
-  re-sent copy (same commandId) and is skipped;
+  re-sent copy (same commandId) and has no second effect; its recorded
+  position moves to the copy (the copy that log compaction keeps), so a
+  replay after compaction yields the same documents;
 - statuses are written before items, so an item that shows an effect always
   has the status of the command that caused it.
 """
@@ -23,6 +25,7 @@ from projector.domain import (
     decide,
     timestamp,
     with_exception,
+    with_exception_moved,
 )
 from schemas.commands import CommandEnvelope
 
@@ -58,9 +61,18 @@ class ItemWrite:
     expected_last_offset: int | None
 
 
+@dataclass(frozen=True)
+class StatusMove:
+    """A command's status now points at a later copy of it (written after the items)."""
+
+    command_id: str
+    position: LogPosition
+
+
 @dataclass
 class BatchPlan:
     outcomes: list[CommandOutcome] = field(default_factory=list)
+    moves: list[StatusMove] = field(default_factory=list)
     item_writes: list[ItemWrite] = field(default_factory=list)
     duplicates: list[CommandRecord] = field(default_factory=list)
     already_applied: list[CommandRecord] = field(default_factory=list)
@@ -87,10 +99,18 @@ def plan_batch(
             plan.next_offsets.get(position.partition, 0), position.offset + 1
         )
         first = seen.setdefault(command.command_id, position)
+        current = working.get(command.action_item_id)
         if first != position:
             plan.duplicates.append(record)
+            if _later(position, first):
+                seen[command.command_id] = position
+                plan.moves.append(StatusMove(command.command_id, position))
+                if current is not None and current.last_offset < position.offset:
+                    moved = with_exception_moved(current.state, command.command_id, position)
+                    working[command.action_item_id] = StoredItem(
+                        moved, current.partition, position.offset
+                    )
             continue
-        current = working.get(command.action_item_id)
         if current is not None and current.last_offset >= position.offset:
             plan.already_applied.append(record)
             continue
@@ -107,6 +127,10 @@ def plan_batch(
                 ItemWrite(item, before.last_offset if before is not None else None)
             )
     return plan
+
+
+def _later(position: LogPosition, than: LogPosition) -> bool:
+    return position.partition == than.partition and position.offset > than.offset
 
 
 def _project(

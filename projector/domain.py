@@ -176,3 +176,18 @@ def with_exception(
         offset=position.offset,
     )
     return replace(state, exceptions=(*state.exceptions, entry))
+
+
+def with_exception_moved(state: ActionItem, command_id: str, position: LogPosition) -> ActionItem:
+    """A re-sent copy of a rejected command: its entry now points at the copy's position.
+
+    Compaction keeps the latest copy of a key, so recording the latest copy's
+    position makes a replay after compaction produce the same entry.
+    """
+    moved = tuple(
+        replace(e, partition=position.partition, offset=position.offset)
+        if e.command_id == command_id
+        else e
+        for e in state.exceptions
+    )
+    return replace(state, exceptions=moved)

@@ -85,6 +85,19 @@ class ProjectionStore:
             )
         if not self._write_items(rm, plan.item_writes):
             return None
+        if plan.moves:
+            # after the items: a crash in between leaves the old position, so a redelivered
+            # copy is still recognised as a copy and never applied a second time
+            rm.commands.bulk_write(
+                [
+                    UpdateOne(
+                        {"_id": m.command_id, "offset": {"$lt": m.position.offset}},
+                        {"$set": {"partition": m.position.partition, "offset": m.position.offset}},
+                    )
+                    for m in plan.moves
+                ],
+                ordered=False,
+            )
         if plan.next_offsets:
             rm.positions.bulk_write(
                 [

@@ -32,7 +32,10 @@ def apply_all(batches, stored=None, known=None):
             stored[write.stored.state.id] = write.stored
         for o in plan.outcomes:
             known[o.command_id] = o.position
+        for m in plan.moves:
+            known[m.command_id] = m.position
         outcomes.extend(plan.outcomes)
+    apply_all.known = known  # type: ignore[attr-defined]
     return stored, outcomes
 
 
@@ -84,3 +87,28 @@ def test_update_of_unknown_item_is_recorded_on_the_status_only() -> None:
 def test_next_offsets_cover_every_partition() -> None:
     batch = records(create(), partition=1, start=10) + records(create(OTHER), partition=2, start=5)
     assert plan_batch(batch, {}, {}).next_offsets == {1: 11, 2: 6}
+
+
+def test_a_resent_copy_moves_the_recorded_position_to_the_copy() -> None:
+    """Compaction keeps the latest copy; recording its position makes a replay identical."""
+    rejected = update(expected=5, title="x", command_id="dup")
+    live_log = records(create(), rejected, rejected)  # offsets 0, 1, 2: the copy is at 2
+    live, _ = apply_all([live_log])
+    live_positions = dict(apply_all.known)  # type: ignore[attr-defined]
+    compacted = [live_log[0], live_log[2]]  # what the cleaner leaves
+    rebuilt, _ = apply_all([compacted])
+    assert live == rebuilt
+    assert live_positions == apply_all.known  # type: ignore[attr-defined]
+    assert live[ITEM].state.exceptions[0].offset == 2
+    plan = plan_batch(live_log, {}, {})
+    assert [(m.command_id, m.position.offset) for m in plan.moves] == [("dup", 2)]
+
+
+def test_a_copy_seen_in_a_later_batch_moves_status_and_item() -> None:
+    first = create(command_id="c1")
+    stored, _ = apply_all([records(first)])
+    plan = plan_batch(records(first, start=4), stored, {"c1": LogPosition(0, 0)})
+    assert [(m.command_id, m.position.offset) for m in plan.moves] == [("c1", 4)]
+    (write,) = plan.item_writes
+    assert write.stored.last_offset == 4
+    assert write.stored.state.version == 1  # no second effect
