@@ -14,7 +14,7 @@ Exactly-once effect with at-least-once delivery rests on three guards:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from projector.domain import (
     ActionItem,
@@ -93,6 +93,7 @@ def plan_batch(
     plan = BatchPlan()
     working: dict[str, StoredItem] = dict(stored)
     seen: dict[str, LogPosition] = dict(known_positions)
+    outcome_index: dict[str, int] = {}
     for record in records:
         position, command = record.position, record.command
         plan.next_offsets[position.partition] = max(
@@ -104,7 +105,11 @@ def plan_batch(
             plan.duplicates.append(record)
             if _later(position, first):
                 seen[command.command_id] = position
-                plan.moves.append(StatusMove(command.command_id, position))
+                index = outcome_index.get(command.command_id)
+                if index is None:
+                    plan.moves.append(StatusMove(command.command_id, position))
+                else:
+                    plan.outcomes[index] = _moved(plan.outcomes[index], position)
                 if current is not None and current.last_offset < position.offset:
                     moved = with_exception_moved(current.state, command.command_id, position)
                     working[command.action_item_id] = StoredItem(
@@ -115,6 +120,7 @@ def plan_batch(
             plan.already_applied.append(record)
             continue
         outcome, new_state = _project(current.state if current else None, record)
+        outcome_index[command.command_id] = len(plan.outcomes)
         plan.outcomes.append(outcome)
         if new_state is not None:
             working[command.action_item_id] = StoredItem(
@@ -127,6 +133,13 @@ def plan_batch(
                 ItemWrite(item, before.last_offset if before is not None else None)
             )
     return plan
+
+
+def _moved(outcome: CommandOutcome, position: LogPosition) -> CommandOutcome:
+    exception = outcome.exception
+    if exception is not None:
+        exception = replace(exception, partition=position.partition, offset=position.offset)
+    return replace(outcome, position=position, exception=exception)
 
 
 def _later(position: LogPosition, than: LogPosition) -> bool:

@@ -114,12 +114,12 @@ class LogReader:
         if not pending:
             return dict(start)
         reached = dict(start)
-        self._consumer.assign(
-            [
-                TopicPartition(self.topic, p, s if s > 0 else OFFSET_BEGINNING)
-                for p, s in pending.items()
-            ]
-        )
+        assignment = [
+            TopicPartition(self.topic, p, s if s > 0 else OFFSET_BEGINNING)
+            for p, s in pending.items()
+        ]
+        self._consumer.assign(assignment)
+        self._consumer.resume(assignment)  # a partition paused by an earlier read stays paused
         idle_polls = 0
         try:
             while pending and not stop.is_set():

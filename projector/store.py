@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pymongo import InsertOne, MongoClient, ReplaceOne, UpdateOne
 from pymongo.errors import BulkWriteError, ConnectionFailure, OperationFailure, PyMongoError
 
-from projector.batch import BatchPlan, CommandRecord, ItemWrite, plan_batch
+from projector.batch import BatchPlan, CommandRecord, ItemWrite, StatusMove, plan_batch
 from projector.documents import item_doc, item_from, status_doc
 from projector.domain import LogPosition
 from servicekit.read_model import ReadModel, active_read_model
@@ -21,6 +21,25 @@ from servicekit.read_model import ReadModel, active_read_model
 log = logging.getLogger("projector.store")
 DUPLICATE_KEY = 11000
 MAX_CONFLICT_RETRIES = 20
+
+
+def status_move_ops(move: StatusMove) -> list[UpdateOne]:
+    """Point a stored status (and its exception, if rejected) at a later copy's position."""
+    at = {"partition": move.position.partition, "offset": move.position.offset}
+    guard = {"_id": move.command_id, "offset": {"$lt": move.position.offset}}
+    return [
+        UpdateOne({**guard, "exception": None}, {"$set": at}),
+        UpdateOne(
+            {**guard, "exception": {"$ne": None}},
+            {
+                "$set": {
+                    **at,
+                    "exception.partition": at["partition"],
+                    "exception.offset": at["offset"],
+                }
+            },
+        ),
+    ]
 
 
 class StoreUnavailable(Exception):
@@ -89,14 +108,7 @@ class ProjectionStore:
             # after the items: a crash in between leaves the old position, so a redelivered
             # copy is still recognised as a copy and never applied a second time
             rm.commands.bulk_write(
-                [
-                    UpdateOne(
-                        {"_id": m.command_id, "offset": {"$lt": m.position.offset}},
-                        {"$set": {"partition": m.position.partition, "offset": m.position.offset}},
-                    )
-                    for m in plan.moves
-                ],
-                ordered=False,
+                [op for m in plan.moves for op in status_move_ops(m)], ordered=False
             )
         if plan.next_offsets:
             rm.positions.bulk_write(

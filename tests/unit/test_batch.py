@@ -101,7 +101,10 @@ def test_a_resent_copy_moves_the_recorded_position_to_the_copy() -> None:
     assert live_positions == apply_all.known  # type: ignore[attr-defined]
     assert live[ITEM].state.exceptions[0].offset == 2
     plan = plan_batch(live_log, {}, {})
-    assert [(m.command_id, m.position.offset) for m in plan.moves] == [("dup", 2)]
+    assert plan.moves == []  # the copy is in the same batch: the outcome itself moves
+    (moved,) = [o for o in plan.outcomes if o.command_id == "dup"]
+    assert moved.position == LogPosition(0, 2)
+    assert moved.exception is not None and moved.exception.offset == 2
 
 
 def test_a_copy_seen_in_a_later_batch_moves_status_and_item() -> None:
