@@ -1,22 +1,32 @@
-"""The query API's adapter to the store: reads of the active read-model generation."""
+"""The query API's adapter to the store: reads of the active read-model generation.
+
+Every read goes through ``read_model()``, which follows the active-generation
+pointer (cached briefly), so a `projector rebuild` can swap generations at any
+time. pymongo errors become ``StoreUnavailable`` here and nowhere else.
+"""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
-from pymongo import ASCENDING, MongoClient
+from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
-from query_api.cursor import Cursor
+from query_api.listing import ORDER, ListQuery, store_filter
 from servicekit.read_model import ReadModel, active_generation
 
+log = logging.getLogger("query_api.repository")
 PUBLIC_ITEM_FIELDS = {"_log": 0, "_idem": 0}
+T = TypeVar("T")
 
 
 class StoreUnavailable(Exception):
-    pass
+    """The store did not answer (or failed); nothing was read."""
 
 
 def public_item(doc: dict[str, Any]) -> dict[str, Any]:
@@ -35,6 +45,13 @@ def public_status(doc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class Page:
+    items: list[dict[str, Any]]
+    # (createdAt, id) of the last item when more may follow, else None
+    last: tuple[str, str] | None
+
+
 class ReadRepository:
     def __init__(self, client: MongoClient, database: str, cache_seconds: float) -> None:
         self._client = client
@@ -42,16 +59,23 @@ class ReadRepository:
         self._cache_seconds = cache_seconds
         self._lock = threading.Lock()
         self._cached: tuple[float, ReadModel] | None = None
+        self._indexed: set[str] = set()
 
     def read_model(self) -> ReadModel:
+        """The active generation; a generation seen for the first time gets its indexes."""
         now = time.monotonic()
         with self._lock:
             if self._cached is None or now - self._cached[0] > self._cache_seconds:
                 self._cached = (now, ReadModel(self._db, active_generation(self._db)))
-            return self._cached[1]
+            model = self._cached[1]
+        if model.generation not in self._indexed:
+            model.ensure_indexes()
+            self._indexed.add(model.generation)
+            log.info("indexes ensured", extra={"generation": model.generation})
+        return model
 
     def ensure_indexes(self) -> None:
-        self._guard(lambda: self.read_model().ensure_indexes())
+        self._guard(self.read_model)
 
     def ping(self) -> None:
         self._guard(lambda: self._client.admin.command("ping"))
@@ -66,38 +90,54 @@ class ReadRepository:
         doc = self._guard(lambda: self.read_model().commands.find_one({"_id": command_id}))
         return public_status(doc) if doc else None
 
-    def list_items(
-        self, filters: dict[str, str], limit: int, after: Cursor | None
-    ) -> tuple[list[dict[str, Any]], Cursor | None]:
-        query: dict[str, Any] = dict(filters)
-        if after is not None:
-            query["$or"] = [
-                {"createdAt": {"$gt": after.created_at}},
-                {"createdAt": after.created_at, "_id": {"$gt": after.item_id}},
-            ]
+    def list_items(self, query: ListQuery) -> Page:
+        """One page in ORDER; ``last`` is set exactly when more matching items follow."""
 
-        def run() -> list[dict[str, Any]]:
-            cursor = (
-                self.read_model()
-                .items.find(query, PUBLIC_ITEM_FIELDS)
-                .sort([("createdAt", ASCENDING), ("_id", ASCENDING)])
-                .limit(limit + 1)
+        def run() -> Page:
+            items = self.read_model().items
+            # singleBatch (negative limit): FerretDB answers it without holding a
+            # cursor open, several times faster than a multi-batch find.
+            docs = list(
+                items.find(store_filter(query), PUBLIC_ITEM_FIELDS, limit=-(query.limit + 1)).sort(
+                    list(ORDER)
+                )
             )
-            return list(cursor)
+            if len(docs) > query.limit:
+                last = docs[query.limit - 1]
+                return Page([public_item(d) for d in docs[: query.limit]], _position(last))
+            if not docs:
+                return Page([], None)
+            # A single batch is capped at 16 MiB: a short page is the end only if
+            # nothing matches after its last item.
+            last = docs[-1]
+            more = items.find_one(store_filter(query, _position(last)), {"_id": 1})
+            return Page([public_item(d) for d in docs], _position(last) if more else None)
 
-        docs = self._guard(run)
-        more = len(docs) > limit
-        docs = docs[:limit]
-        next_cursor = Cursor(docs[-1]["createdAt"], docs[-1]["_id"]) if more and docs else None
-        return [public_item(d) for d in docs], next_cursor
+        return self._guard(run)
+
+    def explain_list(self, query: ListQuery) -> dict[str, Any]:
+        """The store's plan for the main query of ``list_items`` (for tests and operators)."""
+        return self._guard(
+            lambda: (
+                self.read_model()
+                .items.find(store_filter(query), PUBLIC_ITEM_FIELDS, limit=-(query.limit + 1))
+                .sort(list(ORDER))
+                .explain()
+            )
+        )
 
     def positions(self) -> dict[int, int]:
+        """The projector's next offset per partition in the active generation."""
         docs = self._guard(lambda: list(self.read_model().positions.find({})))
         return {int(d["partition"]): int(d["nextOffset"]) for d in docs}
 
     @staticmethod
-    def _guard(fn: Any) -> Any:
+    def _guard(fn: Callable[[], T]) -> T:
         try:
             return fn()
         except PyMongoError as exc:
             raise StoreUnavailable(str(exc)) from exc
+
+
+def _position(doc: dict[str, Any]) -> tuple[str, str]:
+    return (str(doc["createdAt"]), str(doc["_id"]))

@@ -30,11 +30,15 @@ class ConsistencyToken:
         try:
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
             data = json.loads(raw)
-            token = cls(str(uuid.UUID(data["c"])), int(data["p"]), int(data["o"]))
+            command_id, partition, offset = data["c"], data["p"], data["o"]
+            # check the types first: uuid.UUID() of a non-string raises AttributeError
+            if not isinstance(command_id, str) or not all(
+                type(v) is int for v in (partition, offset)
+            ):
+                raise ValueError("consistency token fields have the wrong types")
+            token = cls(str(uuid.UUID(command_id)), partition, offset)
         except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
             raise BadToken("malformed consistency token") from exc
-        if not isinstance(data["p"], int) or not isinstance(data["o"], int):
-            raise BadToken("malformed consistency token")
         if token.partition < 0 or token.offset < 0:
             raise BadToken("malformed consistency token")
         return token
