@@ -9,7 +9,9 @@ one partition, in order").
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
@@ -67,12 +69,24 @@ def ensure_topics(admin: AdminClient, specs: list[TopicSpec], timeout: float = 3
             except KafkaException as exc:
                 if exc.args[0].code() != 36:  # TOPIC_ALREADY_EXISTS: a racing bootstrap
                     raise
-        metadata = admin.list_topics(timeout=timeout)
+        metadata = _wait_for_topics(admin, [s.name for s in missing], timeout)
     for spec in specs:
         check_topic(admin, spec, len(metadata.topics[spec.name].partitions), timeout)
         if f"created {spec.name}" not in report:
             report.append(f"ok {spec.name}")
     return report
+
+
+def _wait_for_topics(admin: AdminClient, names: list[str], timeout: float) -> Any:
+    """Metadata right after a create may not list the topic yet: wait for it, bounded."""
+    deadline = time.monotonic() + timeout
+    while True:
+        metadata = admin.list_topics(timeout=timeout)
+        if all(n in metadata.topics and metadata.topics[n].partitions for n in names):
+            return metadata
+        if time.monotonic() > deadline:
+            raise KafkaException(f"created topics {names} did not appear within {timeout} s")
+        time.sleep(0.1)
 
 
 def check_topic(admin: AdminClient, spec: TopicSpec, partitions: int, timeout: float) -> None:

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -18,6 +19,7 @@ from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, C
 from pymongo import MongoClient
 
 from schemas.codec import CommandCodec
+from schemas.commands import CommandEnvelope, CreateActionItem
 from servicekit.read_model import active_generation
 from tests.conftest import RunningSystem, Stack
 from tests.support.rebuild_oracle import (
@@ -155,11 +157,12 @@ def test_rebuild_after_real_log_compaction_is_identical(
     while True:
         time.sleep(0.5)
         for partition in range(system.stack.settings.commands_partitions):
+            roll = roll_command()
             producer.produce(
-                topic, key=uuid.uuid4().bytes, value=b"segment roll", partition=partition
+                topic, key=roll.command_id, value=codec.encode(roll), partition=partition
             )
         producer.flush(10)
-        keys = [key for _p, _o, key, v in read_log(kafka_bootstrap, topic) if v != b"segment roll"]
+        keys = [key for _p, _o, key, _v in read_log(kafka_bootstrap, topic)]
         if len(keys) == len(set(keys)):
             break
         assert time.monotonic() < deadline, "the log cleaner did not compact within 90 s"
@@ -171,10 +174,22 @@ def test_rebuild_after_real_log_compaction_is_identical(
         for p in {r[0] for r in compacted}
     }
     assert sum(gaps.values()) >= 25, f"the cleaner removed too little: {gaps}"
-    settle(system, mongo)  # the undecodable roll records went to the DLQ, no effect
+    live = settle(system, mongo)  # now with the roll commands too
     db = mongo[system.stack.settings.mongodb_database]
     result_of(run_rebuild(system.stack))
     assert snapshot(db) == live
+
+
+def roll_command() -> CommandEnvelope:
+    """A real create (its own item): writes that roll the segments so the cleaner can run."""
+    return CommandEnvelope(
+        command_id=str(uuid.uuid4()),
+        action_item_id=str(uuid.uuid4()),
+        accepted_at=datetime.now(UTC).replace(microsecond=0),
+        correlation_id="segment-roll",
+        payload_hash="roll",
+        payload=CreateActionItem(title="segment roll"),
+    )
 
 
 def test_dry_run_and_forensic_side_generation(system: RunningSystem, mongo: MongoClient) -> None:
