@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import re
-import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Header, Path, Request, Response
+from fastapi import FastAPI, Path, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ValidationError
@@ -18,12 +18,14 @@ from pydantic import BaseModel, ValidationError
 from command_api import metrics
 from command_api.body import read_json_object
 from command_api.commands import build_command, create_payload, update_payload
+from command_api.headers import WriteHeaders, header_parameters, write_headers
 from command_api.publisher import CommandPublisher, LogUnavailable, producer_config
 from command_api.requests import (
     CreateActionItemRequest,
     UpdateActionItemRequest,
     merge_patch_violations,
 )
+from command_api.responses import Accepted, LogUnavailableProblem, write_responses
 from command_api.settings import CommandApiSettings
 from schemas.codec import CommandCodec
 from schemas.commands import CommandEnvelope
@@ -42,42 +44,43 @@ from servicekit.settings import load_settings
 log = logging.getLogger("command_api")
 JSON_TYPES = ("application/json",)
 PATCH_TYPES = ("application/merge-patch+json", "application/json")
-_TOKEN_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
-_IF_MATCH_RE = re.compile(r'^"(\d{1,18})"$')
+WRITE_HEADERS = ("Idempotency-Key", "X-Client-Id", "X-Correlation-Id")
+
+Draft = Callable[[], CommandEnvelope]
 
 
-class Accepted(BaseModel):
-    commandId: str
-    actionItemId: str
-    status: str = "accepted"
-    consistencyToken: str
+def _validated(model: type[BaseModel], data: dict[str, Any]) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = [
+            {**e, "message": e["message"].removeprefix("Value error, ")}
+            for e in errors_from_pydantic(exc.errors())
+        ]
+        raise validation_problem(errors) from None
 
 
-def _header_token(name: str, value: str | None) -> str | None:
-    if value is None:
-        return None
-    if not _TOKEN_RE.match(value):
-        raise Problem(
-            400,
-            "Bad Request",
-            f"{name} must be 1..255 visible ASCII characters",
-            errors=[{"field": name, "message": "1..255 visible ASCII characters"}],
-        )
-    return value
-
-
-def _if_match(value: str | None) -> int | None:
-    if value is None:
-        return None
-    match = _IF_MATCH_RE.match(value.strip())
-    if not match:
-        raise Problem(
-            400,
-            "Bad Request",
-            'If-Match must be a quoted version, e.g. "3"',
-            errors=[{"field": "If-Match", "message": 'expected "<version>"'}],
-        )
-    return int(match.group(1))
+def _unconfirmed(
+    exc: LogUnavailable, command: CommandEnvelope, keyed: bool, retry_after: int
+) -> Problem:
+    retry = (
+        "Retrying with the same Idempotency-Key is always safe: the command takes effect at "
+        "most once, even if the log did take this attempt."
+        if keyed
+        else "Send an Idempotency-Key to make a retry safe: without one a retry is a new "
+        "command, and if the log did take this attempt (maybeWritten) both would apply."
+    )
+    return Problem(
+        503,
+        "Service Unavailable",
+        f"the command log did not confirm the command ({exc.reason}); it was not accepted. "
+        + retry,
+        type_="/problems/log-unavailable",
+        headers={"Retry-After": str(retry_after), "X-Correlation-Id": command.correlation_id},
+        commandId=command.command_id,
+        actionItemId=command.action_item_id,
+        maybeWritten=exc.maybe_written,
+    )
 
 
 def create_app(settings: CommandApiSettings | None = None) -> FastAPI:
@@ -93,70 +96,80 @@ def create_app(settings: CommandApiSettings | None = None) -> FastAPI:
         settings.delivery_timeout_seconds,
     )
     codec = CommandCodec()
+    fingerprint = codec.writer.fingerprint_hex.encode()
+    status_base = settings.query_api_base_url.rstrip("/")
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        publisher.start()
-        log.info("command API started", extra={"topic": settings.commands_topic})
+        await run_in_threadpool(publisher.start)
+        log.info(
+            "command API started",
+            extra={"topic": settings.commands_topic, "schemaVersion": codec.writer.version},
+        )
         yield
-        log.info("shutting down: no new commands; waiting for outstanding deliveries")
-        await run_in_threadpool(publisher.close, settings.shutdown_flush_seconds)
-        log.info("command API stopped")
+        # uvicorn gets here after it stopped taking connections and the requests in
+        # flight have been answered; what is still queued in librdkafka is flushed now.
+        log.info("shutting down: no new commands; flushing outstanding deliveries")
+        outstanding = await run_in_threadpool(publisher.close, settings.shutdown_flush_seconds)
+        log.info("command API stopped", extra={"outstanding": outstanding})
 
     app = FastAPI(
         title="ActionItems command API",
-        version="0.1.0",
-        description="Writers' side: commands are made durable on Kafka before 202 Accepted.",
+        version="0.2.0",
+        description=(
+            "Writers' side: a command is answered 202 only after Kafka acknowledged it with "
+            "acks=all; bodies are JSON of at most 64 KiB; every error is "
+            "application/problem+json. See docs/command-api.md for 503 and retry semantics."
+        ),
         lifespan=lifespan,
     )
     install_problem_handlers(app)
-    install_openapi(app, [CreateActionItemRequest, UpdateActionItemRequest])
+    install_openapi(app, [CreateActionItemRequest, UpdateActionItemRequest, LogUnavailableProblem])
+    app.add_middleware(metrics.ResponseMetrics)
     app.state.publisher = publisher
 
-    async def accept(
-        command: CommandEnvelope, kind: str, response: Response, dedupe: bool
-    ) -> Accepted:
-        value = codec.encode(command)
-        headers: list[tuple[str, str | bytes | None]] = [
-            ("schema.fingerprint", codec.writer.fingerprint_hex.encode()),
-            ("correlation.id", command.correlation_id.encode()),
-            ("command.type", kind.encode()),
-            ("content-type", b"application/vnd.apache.avro+single-object"),
-        ]
-        started = time.perf_counter()
+    async def accept(draft: Draft, response: Response, dedupe: bool) -> Accepted:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + settings.delivery_timeout_seconds
+        command = draft()
         try:
-            partitions = publisher.partitions()
+            partitions = publisher.partition_count
+            if partitions is None:
+                partitions = await publisher.load_partition_count(deadline)
+                # stamp acceptance after the wait: per partition, log order = acceptedAt order
+                command = draft()
+            headers: list[tuple[str, str | bytes | None]] = [
+                ("schema.fingerprint", fingerprint),
+                ("correlation.id", command.correlation_id.encode()),
+                ("command.type", command.kind.encode()),
+                ("content-type", b"application/vnd.apache.avro+single-object"),
+            ]
+            started = loop.time()
             delivered = await publisher.publish(
                 command.command_id,
-                value,
+                codec.encode(command),
                 partition_for(command.action_item_id, partitions),
                 headers,
                 dedupe,
+                deadline,
             )
         except LogUnavailable as exc:
-            metrics.UNAVAILABLE.inc()
+            metrics.UNAVAILABLE.labels(exc.cause).inc()
             log.error(
                 "command not confirmed by the log; answered 503",
                 extra={
                     "commandId": command.command_id,
                     "reason": exc.reason,
                     "maybeWritten": exc.maybe_written,
+                    "correlationId": command.correlation_id,
                 },
             )
-            raise Problem(
-                503,
-                "Service Unavailable",
-                f"the command log did not confirm the command ({exc.reason}); it was not accepted. "
-                "Retrying with the same Idempotency-Key is always safe: the command takes effect "
-                "at most once, even if the log did take this attempt.",
-                type_="/problems/log-unavailable",
-                headers={"Retry-After": str(settings.retry_after_seconds)},
-                commandId=command.command_id,
-                actionItemId=command.action_item_id,
-                maybeWritten=exc.maybe_written,
-            ) from None
-        metrics.DELIVERY_SECONDS.observe(time.perf_counter() - started)
-        metrics.ACCEPTED.labels(kind).inc()
+            raise _unconfirmed(exc, command, dedupe, settings.retry_after_seconds) from None
+        if delivered.replayed:
+            metrics.REPLAYED.inc()
+        else:
+            metrics.DELIVERY_SECONDS.observe(loop.time() - started)
+        metrics.ACCEPTED.labels(command.kind).inc()
         log.info(
             "command accepted",
             extra={
@@ -164,13 +177,13 @@ def create_app(settings: CommandApiSettings | None = None) -> FastAPI:
                 "actionItemId": command.action_item_id,
                 "partition": delivered.partition,
                 "offset": delivered.offset,
+                "replayed": delivered.replayed,
                 "correlationId": command.correlation_id,
             },
         )
         response.status_code = 202
-        response.headers["Location"] = (
-            f"{settings.query_api_base_url.rstrip('/')}/commands/{command.command_id}"
-        )
+        response.headers["Location"] = f"{status_base}/commands/{command.command_id}"
+        response.headers["X-Correlation-Id"] = command.correlation_id
         token = ConsistencyToken(command.command_id, delivered.partition, delivered.offset)
         return Accepted(
             commandId=command.command_id,
@@ -178,107 +191,97 @@ def create_app(settings: CommandApiSettings | None = None) -> FastAPI:
             consistencyToken=token.encode(),
         )
 
-    def validated(model: type[BaseModel], data: dict[str, Any]) -> Any:
-        try:
-            return model.model_validate(data)
-        except ValidationError as exc:
-            metrics.REJECTED.labels("422").inc()
-            raise validation_problem(errors_from_pydantic(exc.errors())) from None
-
-    write_responses = {
-        202: {"description": "Accepted: the command is durable on the log"},
-        **problem_responses(400, 413, 415, 422, 503),
-    }
+    def draft_of(payload: Any, body: dict[str, Any], item: str | None, hdrs: WriteHeaders) -> Draft:
+        return partial(
+            build_command,
+            payload,
+            body,
+            action_item_id=item,
+            caller=hdrs.caller,
+            idempotency_key=hdrs.idempotency_key,
+            expected_version=hdrs.expected_version,
+            correlation_id=hdrs.correlation_id,
+        )
 
     @app.post(
         "/action-items",
         status_code=202,
         response_model=Accepted,
-        responses=write_responses,
-        openapi_extra=request_body(CreateActionItemRequest, *JSON_TYPES),
+        responses=write_responses(),
+        summary="Create an ActionItem",
+        openapi_extra={
+            **request_body(CreateActionItemRequest, *JSON_TYPES),
+            "parameters": header_parameters(*WRITE_HEADERS),
+        },
     )
-    async def create_action_item(
-        request: Request,
-        response: Response,
-        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
-        client_id: Annotated[str | None, Header(alias="X-Client-Id")] = None,
-        correlation_id: Annotated[str | None, Header(alias="X-Correlation-Id")] = None,
-    ) -> Accepted:
-        key = _header_token("Idempotency-Key", idempotency_key)
-        caller = _header_token("X-Client-Id", client_id) or "anonymous"
-        correlation = _header_token("X-Correlation-Id", correlation_id) or str(uuid.uuid4())
+    async def create_action_item(request: Request, response: Response) -> Accepted:
+        hdrs = write_headers(request.headers, conditional=False)
         data = await read_json_object(request, JSON_TYPES, settings.max_body_bytes)
-        body: CreateActionItemRequest = validated(CreateActionItemRequest, data)
-        command = build_command(
-            create_payload(body),
-            body.model_dump(mode="json"),
-            action_item_id=None,
-            caller=caller,
-            idempotency_key=key,
-            expected_version=None,
-            correlation_id=correlation,
-        )
-        return await accept(command, "create", response, dedupe=key is not None)
+        body: CreateActionItemRequest = _validated(CreateActionItemRequest, data)
+        draft = draft_of(create_payload(body), body.model_dump(mode="json"), None, hdrs)
+        return await accept(draft, response, dedupe=hdrs.idempotency_key is not None)
 
     @app.patch(
         "/action-items/{actionItemId}",
         status_code=202,
         response_model=Accepted,
-        responses=write_responses,
-        openapi_extra=request_body(UpdateActionItemRequest, *PATCH_TYPES),
+        responses=write_responses(),
+        summary="Update an ActionItem with a JSON merge patch",
+        openapi_extra={
+            **request_body(UpdateActionItemRequest, *PATCH_TYPES),
+            "parameters": header_parameters(*WRITE_HEADERS, "If-Match"),
+        },
     )
     async def update_action_item(
         request: Request,
         response: Response,
-        actionItemId: Annotated[uuid.UUID, Path()],
-        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
-        if_match: Annotated[str | None, Header(alias="If-Match")] = None,
-        client_id: Annotated[str | None, Header(alias="X-Client-Id")] = None,
-        correlation_id: Annotated[str | None, Header(alias="X-Correlation-Id")] = None,
+        actionItemId: Annotated[uuid.UUID, Path(description="The ActionItem's id (a UUID)")],
     ) -> Accepted:
-        key = _header_token("Idempotency-Key", idempotency_key)
-        caller = _header_token("X-Client-Id", client_id) or "anonymous"
-        correlation = _header_token("X-Correlation-Id", correlation_id) or str(uuid.uuid4())
-        expected = _if_match(if_match)
+        hdrs = write_headers(request.headers, conditional=True)
         data = await read_json_object(request, PATCH_TYPES, settings.max_body_bytes)
         violations = merge_patch_violations(data)
         if violations:
-            metrics.REJECTED.labels("422").inc()
             raise validation_problem(violations)
-        body: UpdateActionItemRequest = validated(UpdateActionItemRequest, data)
-        command = build_command(
-            update_payload(body),
-            body.model_dump(mode="json", include=body.model_fields_set),
-            action_item_id=str(actionItemId),
-            caller=caller,
-            idempotency_key=key,
-            expected_version=expected,
-            correlation_id=correlation,
-        )
-        return await accept(command, "update", response, dedupe=key is not None)
+        body: UpdateActionItemRequest = _validated(UpdateActionItemRequest, data)
+        changed = body.model_dump(mode="json", include=body.model_fields_set)
+        draft = draft_of(update_payload(body), changed, str(actionItemId), hdrs)
+        return await accept(draft, response, dedupe=hdrs.idempotency_key is not None)
 
-    @app.get("/healthz")
+    @app.get("/healthz", summary="Alive")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", responses=problem_responses(503))
+    @app.get("/readyz", summary="Ready: Kafka answers", responses=problem_responses(503))
     async def readyz() -> dict[str, str]:
         try:
             await run_in_threadpool(publisher.check)
         except LogUnavailable as exc:
-            raise Problem(503, "Not Ready", f"kafka: {exc.reason}", down=["kafka"]) from None
+            raise Problem(
+                503,
+                "Not Ready",
+                f"kafka: {exc.reason}",
+                type_="/problems/not-ready",
+                headers={"Retry-After": str(settings.retry_after_seconds)},
+                down=["kafka"],
+            ) from None
         return {"status": "ready"}
 
-    @app.get("/metrics")
+    @app.get("/metrics", summary="Prometheus metrics")
     async def prometheus_metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app
 
 
+_built: list[FastAPI] = []
+
+
 def __getattr__(name: str) -> Any:
     # `uvicorn command_api.app:app` builds the app on first access, so importing
     # this module (tests, tools) does not read the environment or start a producer.
+    # Built once: a second access must not make a second producer.
     if name == "app":
-        return create_app()
+        if not _built:
+            _built.append(create_app())
+        return _built[0]
     raise AttributeError(name)

@@ -73,7 +73,11 @@ def build_command(
     correlation_id: str,
     now: datetime | None = None,
 ) -> CommandEnvelope:
-    """The envelope for a create (action_item_id None) or an update of action_item_id."""
+    """The envelope for a create (action_item_id None) or an update of action_item_id.
+
+    ``caller`` is the X-Client-Id (or "anonymous"); it scopes the Idempotency-Key
+    and is recorded in the command as clientId (schema v2).
+    """
     kind = "create" if action_item_id is None else "update"
     digest = payload_hash(kind, action_item_id, normalized_body, expected_version)
     khash = key_hash(caller, idempotency_key) if idempotency_key is not None else None
@@ -94,4 +98,5 @@ def build_command(
         payload=payload,
         idempotency_key_hash=khash,
         expected_version=expected_version,
+        client_id=caller,
     )

@@ -1,18 +1,76 @@
-"""The command API's Prometheus metrics."""
+"""The command API's Prometheus metrics, and the middleware that counts every answer."""
 
-from prometheus_client import Counter, Histogram
+from __future__ import annotations
+
+import time
+
+from prometheus_client import Counter, Gauge, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 ACCEPTED = Counter(
-    "command_api_commands_accepted_total", "Commands acknowledged by the log", ["kind"]
+    "command_api_commands_accepted_total", "Commands acknowledged by the log (202)", ["kind"]
 )
 REJECTED = Counter(
-    "command_api_requests_rejected_total", "Requests refused before the log (4xx)", ["status"]
+    "command_api_requests_rejected_total",
+    "Requests answered 4xx (refused before the log), by status",
+    ["status"],
 )
 UNAVAILABLE = Counter(
-    "command_api_log_unavailable_total", "Requests answered 503 because the log did not acknowledge"
+    "command_api_log_unavailable_total",
+    "Write requests answered 503 because the log did not acknowledge, by cause",
+    ["cause"],
+)
+REPLAYED = Counter(
+    "command_api_retries_from_memory_total",
+    "Keyed retries answered from the in-process memory of an earlier attempt (no second copy)",
+)
+LATE_ACKS = Counter(
+    "command_api_late_acks_total",
+    "Commands answered 503 whose record the broker acknowledged afterwards",
 )
 DELIVERY_SECONDS = Histogram(
     "command_api_delivery_seconds",
     "Time from produce to the broker's acks=all acknowledgement",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+RESPONSES = Counter(
+    "command_api_http_responses_total", "HTTP answers by method and status", ["method", "status"]
+)
+REQUEST_SECONDS = Histogram(
+    "command_api_http_request_seconds",
+    "Time from request start to response start",
+    ["method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+IN_FLIGHT = Gauge("command_api_deliveries_in_flight", "Records produced and not yet acknowledged")
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+class ResponseMetrics:
+    """Pure ASGI middleware: counts every HTTP answer, every 4xx into REJECTED.
+
+    It sits outside the exception handlers, so 4xx answers from any layer
+    (routing, validation, body limits, headers) are counted in one place.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        method = scope["method"] if scope["method"] in _METHODS else "OTHER"
+        started = time.perf_counter()
+
+        async def counting_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                RESPONSES.labels(method, str(status)).inc()
+                REQUEST_SECONDS.labels(method).observe(time.perf_counter() - started)
+                if 400 <= status < 500:
+                    REJECTED.labels(str(status)).inc()
+            await send(message)
+
+        await self.app(scope, receive, counting_send)

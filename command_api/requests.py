@@ -1,4 +1,10 @@
-"""The write requests as the contract defines them; validation names the offending field."""
+"""The write requests as the contract defines them; validation names the offending field.
+
+The JSON Schema these models publish (OpenAPI) says what the contract says and
+never less: whatever the schema forbids, validation rejects too. Rules a JSON
+Schema cannot state exactly (a title's length *after trimming*, a real calendar
+date) are stated in the field's description and enforced here.
+"""
 
 from __future__ import annotations
 
@@ -9,22 +15,43 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 
 from schemas.commands import Priority, Status
 
-Title = Annotated[StrictStr, Field(min_length=1, max_length=200)]
+TITLE_MAX = 200
+DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"  # ASCII digits only (\d would take any script)
+
+Title = Annotated[
+    StrictStr,
+    Field(
+        min_length=1,
+        description=f"1..{TITLE_MAX} characters after trimming surrounding whitespace",
+        examples=["Write the runbook"],
+    ),
+]
 Description = Annotated[StrictStr, Field(max_length=10_000)]
 Assignee = Annotated[StrictStr, Field(min_length=1, max_length=200)]
 Tag = Annotated[StrictStr, Field(min_length=1, max_length=50)]
-DueDate = Annotated[StrictStr, Field(pattern=r"^\d{4}-\d{2}-\d{2}$", examples=["2026-12-31"])]
-Tags = Annotated[list[Tag], Field(max_length=20)]
+DueDate = Annotated[
+    StrictStr,
+    Field(
+        pattern=DATE_PATTERN,
+        description="a real calendar date, YYYY-MM-DD",
+        examples=["2026-12-31"],
+        json_schema_extra={"format": "date"},
+    ),
+]
+Tags = Annotated[
+    list[Tag],
+    Field(max_length=20, description="no duplicates", json_schema_extra={"uniqueItems": True}),
+]
 
 
-def _trimmed_title(value: str) -> str:
+def trimmed_title(value: str) -> str:
     trimmed = value.strip()
-    if not 1 <= len(trimmed) <= 200:
-        raise ValueError("must be 1..200 characters after trimming")
+    if not 1 <= len(trimmed) <= TITLE_MAX:
+        raise ValueError(f"must be 1..{TITLE_MAX} characters after trimming")
     return trimmed
 
 
-def _real_date(value: str) -> str:
+def real_date(value: str) -> str:
     try:
         date.fromisoformat(value)
     except ValueError:
@@ -32,7 +59,7 @@ def _real_date(value: str) -> str:
     return value
 
 
-def _unique(tags: list[str]) -> list[str]:
+def unique(tags: list[str]) -> list[str]:
     if len(set(tags)) != len(tags):
         raise ValueError("tags must not repeat")
     return tags
@@ -52,24 +79,49 @@ class CreateActionItemRequest(_Strict):
     dueDate: DueDate | None = None
     tags: Tags = Field(default_factory=list)
 
-    _title = field_validator("title")(_trimmed_title)
+    @field_validator("title")
+    @classmethod
+    def _title(cls, value: str) -> str:
+        return trimmed_title(value)
 
     @field_validator("dueDate")
     @classmethod
     def _date(cls, value: str | None) -> str | None:
-        return _real_date(value) if value is not None else None
+        return real_date(value) if value is not None else None
 
     @field_validator("tags")
     @classmethod
     def _tags(cls, value: list[str]) -> list[str]:
-        return _unique(value)
+        return unique(value)
 
 
 NOT_NULLABLE = ("title", "priority", "status", "tags")
 
 
-class UpdateActionItemRequest(_Strict):
+def _patch_schema(schema: dict[str, Any]) -> None:
+    """The patch's JSON Schema: fields that cannot be cleared are not nullable; never empty."""
+    properties = schema.get("properties", {})
+    for name in NOT_NULLABLE:
+        prop = properties.get(name)
+        if prop is None or "anyOf" not in prop:
+            continue
+        branches = [b for b in prop.pop("anyOf") if b.get("type") != "null"]
+        prop.pop("default", None)
+        if len(branches) == 1:
+            prop.update(branches[0])
+        else:  # pragma: no cover - every patch field has one non-null type
+            prop["anyOf"] = branches
+    schema["minProperties"] = 1
+    schema["description"] = (
+        "A JSON merge patch (RFC 7396): only the members present change; null clears "
+        "description, assignee and dueDate. An empty patch is a 422."
+    )
+
+
+class UpdateActionItemRequest(BaseModel):
     """Body of PATCH /action-items/{id}: a JSON merge patch (RFC 7396)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_patch_schema)
 
     title: Title | None = None
     description: Description | None = None
@@ -79,17 +131,20 @@ class UpdateActionItemRequest(_Strict):
     tags: Tags | None = None
     status: Status | None = None
 
-    _title = field_validator("title")(lambda v: _trimmed_title(v) if v is not None else None)
+    @field_validator("title")
+    @classmethod
+    def _title(cls, value: str | None) -> str | None:
+        return trimmed_title(value) if value is not None else None
 
     @field_validator("dueDate")
     @classmethod
     def _date(cls, value: str | None) -> str | None:
-        return _real_date(value) if value is not None else None
+        return real_date(value) if value is not None else None
 
     @field_validator("tags")
     @classmethod
     def _tags(cls, value: list[str] | None) -> list[str] | None:
-        return _unique(value) if value is not None else None
+        return unique(value) if value is not None else None
 
 
 def merge_patch_violations(data: dict[str, Any]) -> list[dict[str, str]]:

@@ -195,6 +195,7 @@ def envelope_to_datum(envelope: CommandEnvelope) -> dict[str, Any]:
         "idempotencyKeyHash": envelope.idempotency_key_hash,
         "payloadHash": envelope.payload_hash,
         "expectedVersion": envelope.expected_version,
+        "clientId": envelope.client_id,
         "payload": (record_name, body),
     }
     datum.update(envelope.extra)
@@ -209,6 +210,7 @@ _ENVELOPE_FIELDS = {
     "idempotencyKeyHash",
     "payloadHash",
     "expectedVersion",
+    "clientId",
     "payload",
 }
 
@@ -252,6 +254,7 @@ def datum_to_envelope(datum: dict[str, Any]) -> CommandEnvelope:
             idempotency_key_hash=datum.get("idempotencyKeyHash"),
             expected_version=datum.get("expectedVersion"),
             extra={k: v for k, v in datum.items() if k not in _ENVELOPE_FIELDS},
+            client_id=datum.get("clientId"),
         )
     except DecodeError:
         raise

@@ -66,6 +66,8 @@ class CommandEnvelope:
     idempotency_key_hash: str | None = None
     expected_version: int | None = None
     extra: dict[str, object] = field(default_factory=dict, compare=False)
+    # Schema v2: the caller (X-Client-Id) the command was accepted for; None when read from v1.
+    client_id: str | None = None
 
     @property
     def kind(self) -> str:
