@@ -8,7 +8,9 @@ Exactly-once effect with at-least-once delivery rests on three guards:
   position moves to the copy (the copy that log compaction keeps), so a
   replay after compaction yields the same documents;
 - statuses are written before items, so an item that shows an effect always
-  has the status of the command that caused it.
+  has the status of the command that caused it; a copy's status move is
+  written after the items, so a status never points past an effect that a
+  crash kept from being written.
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ class BatchPlan:
     item_writes: list[ItemWrite] = field(default_factory=list)
     duplicates: list[CommandRecord] = field(default_factory=list)
     already_applied: list[CommandRecord] = field(default_factory=list)
+    decided_before: list[CommandRecord] = field(default_factory=list)
     next_offsets: dict[int, int] = field(default_factory=dict)
 
 
@@ -93,7 +96,6 @@ def plan_batch(
     plan = BatchPlan()
     working: dict[str, StoredItem] = dict(stored)
     seen: dict[str, LogPosition] = dict(known_positions)
-    outcome_index: dict[str, int] = {}
     for record in records:
         position, command = record.position, record.command
         plan.next_offsets[position.partition] = max(
@@ -105,11 +107,11 @@ def plan_batch(
             plan.duplicates.append(record)
             if _later(position, first):
                 seen[command.command_id] = position
-                index = outcome_index.get(command.command_id)
-                if index is None:
-                    plan.moves.append(StatusMove(command.command_id, position))
-                else:
-                    plan.outcomes[index] = _moved(plan.outcomes[index], position)
+                # Even when the first copy was decided in this very batch, its status is
+                # written at the first copy's position and only moved after the items: a
+                # status already at the copy's position, with the item write lost in a
+                # crash, would make the redelivered first copy look like a copy itself.
+                plan.moves.append(StatusMove(command.command_id, position))
                 if current is not None and current.last_offset < position.offset:
                     moved = with_exception_moved(current.state, command.command_id, position)
                     working[command.action_item_id] = StoredItem(
@@ -120,8 +122,13 @@ def plan_batch(
             plan.already_applied.append(record)
             continue
         outcome, new_state = _project(current.state if current else None, record)
-        outcome_index[command.command_id] = len(plan.outcomes)
-        plan.outcomes.append(outcome)
+        if known_positions.get(command.command_id) == position:
+            # Its status is stored already (written first, then a crash kept the item write
+            # from happening, or moved here by a copy): the stored status stands, deciding
+            # again must not rewrite it (a copy's own timestamps would replace the original's).
+            plan.decided_before.append(record)
+        else:
+            plan.outcomes.append(outcome)
         if new_state is not None:
             working[command.action_item_id] = StoredItem(
                 new_state, position.partition, position.offset
@@ -135,11 +142,24 @@ def plan_batch(
     return plan
 
 
-def _moved(outcome: CommandOutcome, position: LogPosition) -> CommandOutcome:
-    exception = outcome.exception
-    if exception is not None:
-        exception = replace(exception, partition=position.partition, offset=position.offset)
-    return replace(outcome, position=position, exception=exception)
+def settled_outcomes(plan: BatchPlan) -> list[CommandOutcome]:
+    """The plan's statuses as they stand once all its writes are done (moves applied).
+
+    For a plan that covers the whole log (a test oracle), this is the final
+    status of every command; the store itself writes the outcomes first and the
+    moves last.
+    """
+    last = {m.command_id: m.position for m in plan.moves}
+    settled = []
+    for outcome in plan.outcomes:
+        position = last.get(outcome.command_id)
+        if position is not None and position.offset > outcome.position.offset:
+            exception = outcome.exception
+            if exception is not None:
+                exception = replace(exception, partition=position.partition, offset=position.offset)
+            outcome = replace(outcome, position=position, exception=exception)
+        settled.append(outcome)
+    return settled
 
 
 def _later(position: LogPosition, than: LogPosition) -> bool:

@@ -11,7 +11,7 @@ import httpx
 from confluent_kafka import Consumer, TopicPartition
 from pymongo.database import Database
 
-from projector.batch import CommandRecord, plan_batch
+from projector.batch import CommandRecord, plan_batch, settled_outcomes
 from projector.documents import item_doc, status_doc
 from projector.domain import LogPosition
 from schemas.codec import CommandCodec, DecodeError
@@ -69,7 +69,7 @@ def expected_model(
     plan = plan_batch(decoded, {}, {})
     return {
         "items": {w.stored.state.id: item_doc(w.stored) for w in plan.item_writes},
-        "commands": {o.command_id: status_doc(o) for o in plan.outcomes},
+        "commands": {o.command_id: status_doc(o) for o in settled_outcomes(plan)},
     }
 
 

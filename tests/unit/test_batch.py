@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from projector.batch import CommandRecord, plan_batch
+from projector.batch import CommandRecord, plan_batch, settled_outcomes
 from projector.domain import Code, LogPosition
 from tests.unit.builders import ITEM, create, update
 
@@ -101,8 +101,12 @@ def test_a_resent_copy_moves_the_recorded_position_to_the_copy() -> None:
     assert live_positions == apply_all.known  # type: ignore[attr-defined]
     assert live[ITEM].state.exceptions[0].offset == 2
     plan = plan_batch(live_log, {}, {})
-    assert plan.moves == []  # the copy is in the same batch: the outcome itself moves
-    (moved,) = [o for o in plan.outcomes if o.command_id == "dup"]
+    # the copy is in the same batch: the status is written at the first copy's position
+    # and moved after the items (a crash in between must not hide the first copy's effect)
+    (first,) = [o for o in plan.outcomes if o.command_id == "dup"]
+    assert first.position == LogPosition(0, 1)
+    assert [(m.command_id, m.position.offset) for m in plan.moves] == [("dup", 2)]
+    (moved,) = [o for o in settled_outcomes(plan) if o.command_id == "dup"]
     assert moved.position == LogPosition(0, 2)
     assert moved.exception is not None and moved.exception.offset == 2
 

@@ -1,0 +1,193 @@
+"""The expected read model: the pure domain folded over the log, and a comparison with the store.
+
+This oracle shares only ``decide`` and ``with_exception`` with the projector: it
+walks each partition in offset order, once, without batches, guards or
+retries. Whatever crashes, redeliveries or rebalances the projector went
+through, the store must end up equal to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pymongo.database import Database
+
+from projector.batch import CommandRecord, StoredItem
+from projector.documents import item_from
+from projector.domain import (
+    Applied,
+    LogPosition,
+    Rejected,
+    decide,
+    timestamp,
+    with_exception,
+    with_exception_moved,
+)
+from schemas.codec import CommandCodec, DecodeError
+from servicekit.read_model import ReadModel, active_read_model
+from tests.support.projector_log import LogRecord
+
+
+@dataclass
+class ExpectedModel:
+    items: dict[str, StoredItem] = field(default_factory=dict)
+    statuses: dict[str, dict[str, Any]] = field(default_factory=dict)
+    next_offsets: dict[int, int] = field(default_factory=dict)
+    undecodable: list[LogRecord] = field(default_factory=list)
+    resent_copies: int = 0
+
+    def codes(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for status in self.statuses.values():
+            code = status["exception"]["code"] if status["exception"] else "APPLIED"
+            out[code] = out.get(code, 0) + 1
+        return out
+
+
+def fold_log(records: Sequence[LogRecord], codec: CommandCodec | None = None) -> ExpectedModel:
+    """Decode the log and fold it (undecodable records are set aside, as the DLQ takes them)."""
+    codec = codec or CommandCodec()
+    decoded: list[CommandRecord] = []
+    undecodable: list[LogRecord] = []
+    for record in sorted(records, key=lambda r: (r.partition, r.offset)):
+        try:
+            decoded.append(
+                CommandRecord(
+                    LogPosition(record.partition, record.offset), codec.decode(record.value)
+                )
+            )
+        except DecodeError:
+            undecodable.append(record)
+    model = fold_commands(decoded)
+    model.undecodable = undecodable
+    return model
+
+
+def fold_commands(records: Sequence[CommandRecord]) -> ExpectedModel:
+    """Every command once, in log order per partition.
+
+    The first copy of a commandId takes effect; a later re-sent copy has no
+    effect but becomes the command's recorded position (status, Exceptions
+    entry and the item's last offset), since that is the copy compaction keeps.
+    """
+    model = ExpectedModel()
+    ordered = sorted(records, key=lambda r: (r.position.partition, r.position.offset))
+    for record in ordered:
+        command, position = record.command, record.position
+        model.next_offsets[position.partition] = position.offset + 1
+        current = model.items.get(command.action_item_id)
+        status = model.statuses.get(command.command_id)
+        if status is not None:
+            model.resent_copies += 1
+            status.update(partition=position.partition, offset=position.offset)
+            if status["exception"] is not None:
+                status["exception"].update(partition=position.partition, offset=position.offset)
+            if current is not None:
+                model.items[command.action_item_id] = StoredItem(
+                    with_exception_moved(current.state, command.command_id, position),
+                    position.partition,
+                    position.offset,
+                )
+            continue
+        decision = decide(current.state if current else None, command)
+        at = timestamp(command.accepted_at)
+        exception: dict[str, Any] | None = None
+        if isinstance(decision, Applied):
+            model.items[command.action_item_id] = StoredItem(
+                decision.state, position.partition, position.offset
+            )
+        else:
+            assert isinstance(decision, Rejected)
+            exception = {
+                "commandId": command.command_id,
+                "code": str(decision.code),
+                "message": decision.message,
+                "occurredAt": at,
+                "partition": position.partition,
+                "offset": position.offset,
+            }
+            if current is not None:
+                model.items[command.action_item_id] = StoredItem(
+                    with_exception(current.state, command, position, decision),
+                    position.partition,
+                    position.offset,
+                )
+        model.statuses[command.command_id] = {
+            "_id": command.command_id,
+            "commandId": command.command_id,
+            "actionItemId": command.action_item_id,
+            "status": "applied" if exception is None else "rejected",
+            "exception": exception,
+            "processedAt": at,
+            "partition": position.partition,
+            "offset": position.offset,
+        }
+    return model
+
+
+@dataclass
+class StoredModel:
+    items: dict[str, dict[str, Any]]
+    statuses: dict[str, dict[str, Any]]
+    positions: dict[int, int]
+
+    def processed(self) -> int:
+        return sum(self.positions.values())
+
+
+def read_stored(db: Database, generation: str | None = None) -> StoredModel:
+    rm = ReadModel(db, generation) if generation else active_read_model(db)
+    return StoredModel(
+        items={d["_id"]: d for d in rm.items.find({})},
+        statuses={d["_id"]: d for d in rm.commands.find({})},
+        positions={int(d["partition"]): int(d["nextOffset"]) for d in rm.positions.find({})},
+    )
+
+
+def differences(expected: ExpectedModel, stored: StoredModel, limit: int = 5) -> list[str]:
+    """Human-readable differences (empty when the store holds exactly the expected model)."""
+    out: list[str] = []
+    missing = expected.items.keys() - stored.items.keys()
+    extra = stored.items.keys() - expected.items.keys()
+    if missing:
+        out.append(f"{len(missing)} items missing, e.g. {sorted(missing)[:limit]}")
+    if extra:
+        out.append(f"{len(extra)} unexpected items, e.g. {sorted(extra)[:limit]}")
+    wrong = [
+        (item_id, expected.items[item_id], item_from(stored.items[item_id]))
+        for item_id in sorted(expected.items.keys() & stored.items.keys())
+        if item_from(stored.items[item_id]) != expected.items[item_id]
+    ]
+    if wrong:
+        out.append(f"{len(wrong)} items differ")
+        for item_id, want, got in wrong[:limit]:
+            out.append(
+                f"  {item_id}: expected version {want.state.version} last offset "
+                f"{want.last_offset} exceptions {len(want.state.exceptions)}; stored version "
+                f"{got.state.version} last offset {got.last_offset} exceptions "
+                f"{len(got.state.exceptions)}"
+            )
+    missing_s = expected.statuses.keys() - stored.statuses.keys()
+    extra_s = stored.statuses.keys() - expected.statuses.keys()
+    if missing_s:
+        out.append(f"{len(missing_s)} command statuses missing, e.g. {sorted(missing_s)[:limit]}")
+    if extra_s:
+        out.append(f"{len(extra_s)} unexpected command statuses")
+    wrong_s = [
+        cid
+        for cid in sorted(expected.statuses.keys() & stored.statuses.keys())
+        if stored.statuses[cid] != expected.statuses[cid]
+    ]
+    if wrong_s:
+        out.append(f"{len(wrong_s)} command statuses differ")
+        for cid in wrong_s[:limit]:
+            out.append(f"  expected {expected.statuses[cid]}\n  stored   {stored.statuses[cid]}")
+    for partition, offset in sorted(expected.next_offsets.items()):
+        if stored.positions.get(partition, 0) < offset:
+            out.append(
+                f"position of partition {partition} is {stored.positions.get(partition)}, "
+                f"expected at least {offset}"
+            )
+    return out

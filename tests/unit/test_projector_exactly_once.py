@@ -1,0 +1,171 @@
+"""Exactly-once effect of the batch planner under any schedule of batches, crashes and replays.
+
+The store is modelled by its write order (what ``ProjectionStore`` does, no
+transactions): (1) command statuses, (2) items with a compare-and-set on their
+last offset, (3) status moves to a re-sent copy's position. A crash can stop a
+batch after any of these steps; nothing is committed then, so the consumer
+delivers the batch again, possibly cut differently, and sometimes the log is
+replayed from further back (a lost commit, a rebalance, a new consumer group).
+Whatever happens, the result must be the pure domain folded once over the log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from hypothesis import given, note, settings
+from hypothesis import strategies as st
+
+from projector.batch import CommandRecord, StoredItem, plan_batch
+from projector.documents import status_doc
+from projector.domain import LogPosition
+from schemas.commands import CommandEnvelope, Status
+from schemas.partitioning import partition_for
+from tests.support.projector_model import fold_commands
+from tests.unit.builders import T0, create, update
+
+ITEMS = [
+    "11111111-1111-4111-8111-111111111111",
+    "22222222-2222-4222-8222-222222222222",
+    "33333333-3333-4333-8333-333333333333",
+]
+PARTITIONS = 2
+
+
+class ModelStore:
+    """The store's three write steps on dicts; ``crash_after`` stops a batch part-way."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, StoredItem] = {}
+        self.statuses: dict[str, dict[str, Any]] = {}
+
+    def apply(self, records: list[CommandRecord], crash_after: int | None) -> bool:
+        stored = {
+            r.command.action_item_id: self.items[r.command.action_item_id]
+            for r in records
+            if r.command.action_item_id in self.items
+        }
+        known = {
+            r.command.command_id: LogPosition(
+                self.statuses[r.command.command_id]["partition"],
+                self.statuses[r.command.command_id]["offset"],
+            )
+            for r in records
+            if r.command.command_id in self.statuses
+        }
+        plan = plan_batch(records, stored, known)
+        for outcome in plan.outcomes:
+            self.statuses[outcome.command_id] = status_doc(outcome)
+        if crash_after == 1:
+            return False
+        for write in plan.item_writes:
+            current = self.items.get(write.stored.state.id)
+            assert (current.last_offset if current else None) == write.expected_last_offset
+            self.items[write.stored.state.id] = write.stored
+        if crash_after == 2:
+            return False
+        for move in plan.moves:
+            doc = self.statuses.get(move.command_id)
+            if doc is not None and doc["offset"] < move.position.offset:
+                doc.update(partition=move.position.partition, offset=move.position.offset)
+                if doc["exception"] is not None:
+                    doc["exception"] = {
+                        **doc["exception"],
+                        "partition": move.position.partition,
+                        "offset": move.position.offset,
+                    }
+        return crash_after != 3
+
+
+def command_streams() -> st.SearchStrategy[list[CommandEnvelope]]:
+    """Creates, updates (some illegal, some with a stale If-Match), unknown items, copies."""
+    step = st.one_of(
+        st.tuples(st.just("create"), st.sampled_from(ITEMS), st.booleans()),
+        st.tuples(
+            st.just("update"),
+            st.sampled_from(ITEMS),
+            st.sampled_from([None, *Status]),
+            st.sampled_from([None, None, 1, 2, 3]),
+        ),
+        st.tuples(st.just("unknown")),
+        st.tuples(st.just("copy"), st.integers(0, 50)),
+    )
+
+    def build(steps: list[tuple[Any, ...]]) -> list[CommandEnvelope]:
+        out: list[CommandEnvelope] = []
+        for at, s in enumerate(steps):
+            if s[0] == "create":
+                out.append(create(s[1], at=at, key="k" if s[2] else None))
+            elif s[0] == "update":
+                changes: dict[str, object] = {"title": f"t{at}"}
+                if s[2] is not None:
+                    changes["status"] = s[2]
+                out.append(
+                    update(s[1], at=at, expected=s[3], key="k" if at % 4 else None, **changes)
+                )
+            elif s[0] == "unknown":
+                out.append(update("44444444-4444-4444-8444-444444444444", at=at, title="x"))
+            elif out:
+                earlier = out[s[1] % len(out)]
+                out.append(replace(earlier, accepted_at=T0.replace(second=at % 60)))
+        return out
+
+    return st.lists(step, min_size=1, max_size=30).map(build)
+
+
+def log_of(commands: list[CommandEnvelope]) -> list[CommandRecord]:
+    """The commands as they land on the log: per-item partitions, offsets in order."""
+    next_offset = [0] * PARTITIONS
+    out = []
+    for command in commands:
+        p = partition_for(command.action_item_id, PARTITIONS)
+        out.append(CommandRecord(LogPosition(p, next_offset[p]), command))
+        next_offset[p] += 1
+    return out
+
+
+def describe(record: CommandRecord) -> str:
+    c = record.command
+    return (
+        f"{record.position.partition}/{record.position.offset} {c.command_id[:8]} "
+        f"{c.action_item_id[:2]} {c.kind} {c.payload} expected={c.expected_version}"
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(commands=command_streams(), data=st.data())
+def test_any_schedule_of_batches_crashes_and_replays_gives_the_fold(
+    commands: list[CommandEnvelope], data: st.DataObject
+) -> None:
+    log = log_of(commands)
+    note("\n".join(describe(r) for r in log))
+    store = ModelStore()
+    committed = 0
+    for _ in range(60):
+        if committed >= len(log):
+            break
+        if data.draw(st.integers(0, 9)) == 0:
+            committed = data.draw(st.integers(0, committed))  # replay from further back
+        end = data.draw(st.integers(committed + 1, len(log)))
+        crash = data.draw(st.sampled_from([None, None, 1, 2, 3]))
+        note(f"deliver [{committed}:{end}] crash after step {crash}")
+        if store.apply(log[committed:end], crash):
+            committed = end
+    store.apply(log[committed:], None)
+    expected = fold_commands(log)
+    assert store.items == expected.items
+    assert store.statuses == expected.statuses
+
+
+@settings(max_examples=100, deadline=None)
+@given(commands=command_streams())
+def test_delivered_once_or_five_times_gives_the_same_model(commands: list[CommandEnvelope]) -> None:
+    log = log_of(commands)
+    once, five = ModelStore(), ModelStore()
+    once.apply(log, None)
+    for _ in range(5):
+        for i in range(0, len(log), 3):
+            five.apply(log[i : i + 3], None)
+    assert once.items == five.items
+    assert once.statuses == five.statuses
