@@ -205,7 +205,8 @@ def test_dry_run_and_forensic_side_generation(system: RunningSystem, mongo: Mong
     records = read_log(
         system.stack.env["KAFKA_BOOTSTRAP_SERVERS"], system.stack.settings.commands_topic
     )
-    cut = {p: o for p, o, _k, _v in records[: len(records) // 2]}
+    cut = {p: 0 for p in range(system.stack.settings.commands_partitions)}
+    cut.update({p: o for p, o, _k, _v in records[: len(records) // 2]})
     until = ",".join(f"{p}:{o}" for p, o in sorted(cut.items()))
     side = result_of(run_rebuild(system.stack, "--into", "forensics1", "--until-offset", until))
     assert side["swapped"] is False and side["generation"] == "forensics1"
