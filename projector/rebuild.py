@@ -150,9 +150,12 @@ class Rebuild:
         request_id: str | None = None
         started = time.monotonic()
         try:
-            model.ensure_indexes()
             store = ProjectionStore(self.client, self.db.name, generation)
             reached = self._build(store, ranges, result)
+            # indexes built once over the finished documents are far cheaper than
+            # maintained per write (measured on DocumentDB: 2-8x per batch)
+            self.progress.message("building indexes of the new generation")
+            model.ensure_indexes()
             if not self.options.forensic:
                 reached = self._catch_up(store, reached, result)
                 request_id = uuid.uuid4().hex
