@@ -1,0 +1,90 @@
+# ActionItems: developer and CI entry points. `make help` lists the targets.
+#
+# Everything runs locally without Docker: Kafka from Maven Central
+# (infra/kafka.sh), the MongoDB-wire store (infra/store.sh), the three Python
+# services (infra/services.sh). Caches, data, pid files and logs live in .infra/.
+# KAFKA_BOOTSTRAP_SERVERS / MONGODB_URI pointing elsewhere: nothing local is
+# started for that dependency.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+REPO := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+VENV := $(REPO)/.venv
+PY := $(VENV)/bin/python
+VENV_STAMP := $(VENV)/.installed
+# Python for creating the venv: 3.11 when installed, else python3 (must be >= 3.11).
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3 2>/dev/null)
+
+LINT_PACKAGES := command_api projector query_api schemas servicekit infra
+PYTEST_ARGS ?=
+# Where `make test` leaves pytest's exit code (read by .ci/run: 5 = no tests).
+PYTEST_RC_FILE ?= $(REPO)/.infra/pytest.rc
+
+.PHONY: help venv infra topics up down status lint test unit clean-infra
+
+help: ## list the targets
+	@echo "ActionItems make targets:"
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort \
+	    | awk 'BEGIN { FS = ":.*## " } { printf "  %-12s %s\n", $$1, $$2 }'
+
+venv: $(VENV_STAMP) ## create .venv and pip install -e '.[test]' (again when pyproject.toml changes)
+
+$(VENV_STAMP): $(REPO)/pyproject.toml
+	@if [[ -z "$(PYTHON)" ]]; then echo "make: no python3.11/python3 found" >&2; exit 1; fi
+	@if [[ ! -x "$(PY)" ]]; then \
+	    "$(PYTHON)" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+	        || { echo "make: $(PYTHON) is older than 3.11 (set PYTHON=...)" >&2; exit 1; }; \
+	    echo "creating $(VENV) with $(PYTHON)"; \
+	    "$(PYTHON)" -m venv "$(VENV)"; \
+	fi
+	"$(PY)" -m pip install -q --disable-pip-version-check -e '$(REPO)[test]'
+	@touch "$@"
+
+infra: ## start Kafka (localhost:9092) and the document store (localhost:27017)
+	"$(REPO)/infra/kafka.sh" start
+	"$(REPO)/infra/store.sh" start
+
+topics: venv infra ## create/check the Kafka topics (python -m infra.topics)
+	cd "$(REPO)" && "$(PY)" -m infra.topics
+
+up: topics ## start everything in the background and print the addresses
+	"$(REPO)/infra/services.sh" start
+	@echo
+	@echo "ActionItems is up:"
+	@echo "  Kafka        $${KAFKA_BOOTSTRAP_SERVERS:-localhost:9092}"
+	@echo "  store        $${MONGODB_URI:-mongodb://localhost:27017}"
+	@echo "  command API  http://localhost:8000  (docs /docs)"
+	@echo "  query API    http://localhost:8001  (docs /docs)"
+	@echo "  projector    http://localhost:8002  (/healthz, /readyz, /metrics)"
+	@echo "  logs         $(REPO)/.infra/logs/   ('make down' stops everything)"
+
+down: ## stop the services, the store, Kafka and the test cluster (harmless twice)
+	-"$(REPO)/infra/services.sh" stop
+	-"$(REPO)/infra/store.sh" stop
+	-"$(REPO)/infra/kafka.sh" stop
+	-"$(REPO)/infra/kafka.sh" stop-cluster
+
+status: ## show what runs
+	-"$(REPO)/infra/kafka.sh" status
+	-"$(REPO)/infra/store.sh" status
+	-"$(REPO)/infra/services.sh" status
+
+lint: venv ## ruff check, ruff format --check, mypy
+	cd "$(REPO)" && "$(VENV)/bin/ruff" check .
+	cd "$(REPO)" && "$(VENV)/bin/ruff" format --check .
+	cd "$(REPO)" && "$(VENV)/bin/mypy" $(LINT_PACKAGES)
+
+test: topics lint ## the whole suite against real services (venv, infra, topics, lint, pytest)
+	@mkdir -p "$(dir $(PYTEST_RC_FILE))"; rm -f "$(PYTEST_RC_FILE)"
+	@cd "$(REPO)" && { rc=0; "$(PY)" -m pytest -q tests $(PYTEST_ARGS) || rc=$$?; \
+	    echo "$$rc" > "$(PYTEST_RC_FILE)"; \
+	    if [[ $$rc -eq 5 ]]; then echo "make: pytest collected no tests" >&2; fi; \
+	    exit $$rc; }
+
+unit: venv ## unit tests only (no services needed)
+	cd "$(REPO)" && "$(PY)" -m pytest -q tests/unit $(PYTEST_ARGS)
+
+clean-infra: down ## stop everything and delete .infra/ (data, logs, downloaded and built caches)
+	rm -rf "$(REPO)/.infra"
