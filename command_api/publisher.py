@@ -177,7 +177,10 @@ class CommandPublisher:
             producer = self._producer
             if producer is None:
                 return
-            producer.poll(0.1)
+            try:
+                producer.poll(0.1)
+            except Exception:  # a callback failed; the poll thread must outlive it
+                log.exception("error while serving producer callbacks")
             if self._fatal is not None:
                 self._replace_fatal_producer()
 
@@ -302,7 +305,10 @@ class CommandPublisher:
         future: Pending = loop.create_future()
 
         def on_delivery(err: KafkaError | None, msg: Message) -> None:
-            loop.call_soon_threadsafe(self._resolve, key, future, err, msg)
+            try:
+                loop.call_soon_threadsafe(self._resolve, key, future, err, msg)
+            except RuntimeError:  # the loop is gone: nobody is waiting for this answer
+                log.warning("delivery report after the event loop closed", extra={"commandId": key})
 
         with self._lock:
             if self._closed or self._producer is None:

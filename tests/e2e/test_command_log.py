@@ -83,7 +83,12 @@ def test_an_accepted_command_is_on_the_log_exactly_as_sent(api: CommandApi) -> N
     assert created.status_code == 202, created.text
     accepted = created.json()
     item = accepted["actionItemId"]
-    patch = {"title": "Rewrite", "description": None, "status": "in_progress", "tags": []}
+    patch: dict[str, object] = {
+        "title": "Rewrite",
+        "description": None,
+        "status": "in_progress",
+        "tags": [],
+    }
     updated = api.patch(item, patch, if_match='"1"', x_correlation_id="c-2")
     assert updated.status_code == 202, updated.text
     after = datetime.now(tz=UTC)

@@ -1,0 +1,148 @@
+"""The command API's publisher against the real broker: bounds, dedupe memory, close."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from command_api.publisher import CommandPublisher, Delivered, LogUnavailable, producer_config
+from tests.support.command_api import own_topics
+from tests.support.command_log import by_key, read_records
+
+
+@pytest.fixture
+def topic(kafka_bootstrap: str) -> Iterator[str]:
+    with own_topics(kafka_bootstrap) as (settings, _):
+        yield settings.commands_topic
+
+
+def publisher(bootstrap: str, topic: str, timeout: float = 5.0) -> CommandPublisher:
+    return CommandPublisher(producer_config(bootstrap, int(timeout * 1000), 5), topic, timeout)
+
+
+def test_records_are_acknowledged_with_their_position(kafka_bootstrap: str, topic: str) -> None:
+    pub = publisher(kafka_bootstrap, topic)
+    pub.start()
+    assert pub.partition_count == 3
+
+    async def run() -> list[Delivered]:
+        return list(
+            await asyncio.gather(
+                *(pub.publish(f"k{i}", f"v{i}".encode(), i % 3, [], False) for i in range(50))
+            )
+        )
+
+    try:
+        delivered = asyncio.run(run())
+    finally:
+        pub.close(10)
+    records = {r.key: r for r in read_records(kafka_bootstrap, topic)}
+    for i, answer in enumerate(delivered):
+        assert (records[f"k{i}"].partition, records[f"k{i}"].offset) == (
+            answer.partition,
+            answer.offset,
+        )
+        assert records[f"k{i}"].value == f"v{i}".encode()
+
+
+def test_a_keyed_retry_while_pending_or_after_ack_is_not_produced_again(
+    kafka_bootstrap: str, topic: str
+) -> None:
+    pub = publisher(kafka_bootstrap, topic)
+    pub.start()
+
+    async def run() -> tuple[Delivered, Delivered, Delivered]:
+        first, concurrent = await asyncio.gather(
+            pub.publish("same", b"v", 1, [], True), pub.publish("same", b"v", 1, [], True)
+        )
+        later = await pub.publish("same", b"v", 1, [], True)
+        return first, concurrent, later
+
+    try:
+        first, concurrent, later = asyncio.run(run())
+    finally:
+        pub.close(10)
+    assert not first.replayed and concurrent.replayed and later.replayed
+    assert {(d.partition, d.offset) for d in (first, concurrent, later)} == {
+        (first.partition, first.offset)
+    }
+    assert len(by_key(read_records(kafka_bootstrap, topic))["same"]) == 1
+
+
+def test_close_answers_everything_produced_and_refuses_the_rest(
+    kafka_bootstrap: str, topic: str
+) -> None:
+    pub = publisher(kafka_bootstrap, topic)
+    pub.start()
+    outcomes: dict[str, Delivered | LogUnavailable] = {}
+
+    async def keep_publishing(worker: int) -> None:
+        for n in range(10_000):
+            key = f"w{worker}-{n}"
+            try:
+                outcomes[key] = await pub.publish(key, b"v", n % 3, [], False)
+            except LogUnavailable as exc:
+                outcomes[key] = exc
+                return
+
+    async def run() -> int:
+        workers = [asyncio.create_task(keep_publishing(w)) for w in range(20)]
+        while len(outcomes) < 200:
+            await asyncio.sleep(0.01)
+        # close from another thread while the workers keep producing
+        outstanding = await asyncio.to_thread(pub.close, 10)
+        await asyncio.wait_for(asyncio.gather(*workers), 20)
+        return outstanding
+
+    assert asyncio.run(run()) == 0
+    on_log = by_key(read_records(kafka_bootstrap, topic))
+    refused = {k: v for k, v in outcomes.items() if isinstance(v, LogUnavailable)}
+    assert len(refused) == 20  # every worker ends on a refusal
+    for key, outcome in outcomes.items():
+        if isinstance(outcome, Delivered):
+            assert len(on_log[key]) == 1, f"{key} acknowledged but not on the log"
+        else:
+            assert outcome.cause == "shutdown" and not outcome.maybe_written
+            assert key not in on_log, f"{key} refused but written"
+
+
+def test_an_unreachable_log_is_a_bounded_failure() -> None:
+    pub = publisher("127.0.0.1:1", "nowhere", timeout=1.0)
+    started = time.monotonic()
+    pub.start()  # does not fail: the API starts and reports not-ready
+    assert pub.partition_count is None
+
+    async def run() -> tuple[LogUnavailable, LogUnavailable]:
+        loop = asyncio.get_running_loop()
+        with pytest.raises(LogUnavailable) as metadata:
+            await pub.load_partition_count(loop.time() + 1.0)
+        with pytest.raises(LogUnavailable) as delivery:
+            await pub.publish(str(uuid.uuid4()), b"v", 0, [], True)
+        return metadata.value, delivery.value
+
+    try:
+        t0 = time.monotonic()
+        metadata, delivery = asyncio.run(run())
+        elapsed = time.monotonic() - t0
+    finally:
+        pub.close(2)
+    assert metadata.cause == "metadata" and not metadata.maybe_written
+    assert delivery.cause in ("timeout", "delivery")
+    assert elapsed < 2 * 1.0 + 1.0, elapsed
+    assert time.monotonic() - started < 10
+    with pytest.raises(LogUnavailable):
+        pub.check(timeout=0.5)
+
+
+def test_a_missing_topic_is_reported_not_waited_for(kafka_bootstrap: str) -> None:
+    pub = publisher(kafka_bootstrap, f"missing-{uuid.uuid4().hex[:8]}", timeout=3.0)
+    pub.start()
+    try:
+        with pytest.raises(LogUnavailable, match="not available"):
+            pub.check(timeout=3.0)
+    finally:
+        pub.close(2)
