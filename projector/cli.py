@@ -7,21 +7,11 @@ import signal
 import threading
 
 import typer
-from confluent_kafka import Consumer, Producer
-from pymongo import MongoClient
 
-from projector.handover import HandoverControl, HandoverGate
+from projector.bootstrap import build_projector
 from projector.http import create_health_app, serve_in_thread
 from projector.rebuild_cli import rebuild
-from projector.runner import (
-    DeadLetters,
-    Health,
-    ProjectorLoop,
-    consumer_config,
-    dlq_producer_config,
-)
 from projector.settings import ProjectorSettings
-from projector.store import ProjectionStore
 from servicekit.logs import configure_logging
 from servicekit.settings import load_settings
 
@@ -32,16 +22,6 @@ log = logging.getLogger("projector")
 @app.callback()
 def _commands() -> None:
     """ActionItems projector."""
-
-
-def mongo_client(settings: ProjectorSettings) -> MongoClient:
-    return MongoClient(
-        settings.mongodb_uri,
-        serverSelectionTimeoutMS=settings.mongodb_timeout_ms,
-        connectTimeoutMS=settings.mongodb_timeout_ms,
-        socketTimeoutMS=max(settings.mongodb_timeout_ms * 10, 30_000),
-        uuidRepresentation="standard",
-    )
 
 
 def stop_on_signals() -> threading.Event:
@@ -62,28 +42,18 @@ def run() -> None:
     settings = load_settings(ProjectorSettings)
     configure_logging("projector", settings.log_level)
     stop = stop_on_signals()
-    health = Health()
-    server = serve_in_thread(create_health_app(health), settings.http_host, settings.http_port)
-    client = mongo_client(settings)
-    dlq = Producer(dlq_producer_config(settings))
-    loop = ProjectorLoop(
-        settings,
-        ProjectionStore(client, settings.mongodb_database),
-        Consumer(consumer_config(settings)),
-        DeadLetters(dlq, settings.dlq_topic),
-        health,
-        stop,
-        HandoverGate(HandoverControl(client[settings.mongodb_database]), stop),
+    projector = build_projector(settings, stop)
+    server = serve_in_thread(
+        create_health_app(projector.health), settings.http_host, settings.http_port
     )
     log.info(
         "projector starting",
         extra={"topic": settings.commands_topic, "group": settings.consumer_group},
     )
     try:
-        loop.run()
+        projector.run()
     finally:
-        dlq.flush(10)
-        client.close()
+        projector.close()
         server.should_exit = True
         log.info("projector stopped")
 

@@ -2,16 +2,29 @@
 
 No multi-document transactions (FerretDB has none): every write carries its own
 guard, so a write repeated after a crash or raced by a second projector has no
-second effect.
+second effect. The write order is what the exactly-once argument rests on
+(docs/projector.md): command statuses, then items (compare-and-set on their
+last offset), then status moves to re-sent copies, then the positions the
+query API waits on. Within one step the writes are independent (one document
+each), so a step's bulk is split into chunks written concurrently; the next
+step starts only when every chunk of the previous one is done.
+
+Errors leave this module as ours: ``StoreUnavailable`` (the store did not
+answer: retry the batch) or ``StoreRejected`` (it answered with a refusal).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from pymongo import InsertOne, MongoClient, ReplaceOne, UpdateOne
-from pymongo.errors import BulkWriteError, ConnectionFailure, OperationFailure, PyMongoError
+from pymongo.collection import Collection
+from pymongo.errors import BulkWriteError, ConnectionFailure, PyMongoError
 
 from projector.batch import BatchPlan, CommandRecord, ItemWrite, StatusMove, plan_batch
 from projector.documents import item_doc, item_from, status_doc
@@ -21,6 +34,12 @@ from servicekit.read_model import ReadModel, active_read_model
 log = logging.getLogger("projector.store")
 DUPLICATE_KEY = 11000
 MAX_CONFLICT_RETRIES = 20
+CHUNK = 200
+# MongoDB: "... index: _id_ dup key: ..."; FerretDB: "... Index '_id_'"
+_ID_INDEX = re.compile(r"index:? '?_id_'?(\s|$)", re.IGNORECASE)
+
+T = TypeVar("T")
+Op = InsertOne | ReplaceOne | UpdateOne
 
 
 def status_move_ops(move: StatusMove) -> list[UpdateOne]:
@@ -46,15 +65,47 @@ class StoreUnavailable(Exception):
     """The store did not answer; nothing of the batch can be assumed written."""
 
 
-class WriteConflict(Exception):
+class StoreRejected(Exception):
+    """The store answered but refused a write or read (not an outage); retrying may not help."""
+
+
+class WriteConflict(StoreRejected):
     """Another writer kept changing the same items; the batch was not completed."""
 
 
+def is_id_duplicate(error: dict[str, Any]) -> bool:
+    """A duplicate-key write error on ``_id`` (a racing writer), not on another unique index."""
+    if error.get("code") != DUPLICATE_KEY:
+        return False
+    pattern = error.get("keyPattern")
+    if isinstance(pattern, dict):
+        return list(pattern) == ["_id"]
+    return bool(_ID_INDEX.search(str(error.get("errmsg", ""))))
+
+
+@dataclass
+class BulkOutcome:
+    matched: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+
 class ProjectionStore:
-    def __init__(self, client: MongoClient, database: str, generation: str | None = None) -> None:
+    def __init__(
+        self,
+        client: MongoClient,
+        database: str,
+        generation: str | None = None,
+        write_concurrency: int = 4,
+    ) -> None:
         self._client = client
         self._db = client[database]
         self._generation = generation
+        self._concurrency = max(1, write_concurrency)
+        self._pool = (
+            ThreadPoolExecutor(self._concurrency, thread_name_prefix="store-write")
+            if self._concurrency > 1
+            else None
+        )
 
     def read_model(self) -> ReadModel:
         """The generation to write: a fixed one (rebuild) or the active one (run)."""
@@ -63,27 +114,39 @@ class ProjectionStore:
         return active_read_model(self._db)
 
     def ping(self) -> None:
-        try:
-            self._client.admin.command("ping")
-        except PyMongoError as exc:
-            raise StoreUnavailable(str(exc)) from exc
+        self._guard(lambda: self._client.admin.command("ping"))
 
     def ensure_indexes(self) -> None:
-        try:
-            self.read_model().ensure_indexes()
-        except (ConnectionFailure, OperationFailure) as exc:
-            raise StoreUnavailable(str(exc)) from exc
+        self._guard(lambda: self.read_model().ensure_indexes())
 
     def apply(self, records: Sequence[CommandRecord]) -> BatchPlan:
         """Plan and write a batch; retried from fresh state when a guard saw a racing writer."""
-        try:
+
+        def attempt() -> BatchPlan:
             for _ in range(MAX_CONFLICT_RETRIES):
                 plan = self._apply_once(self.read_model(), records)
                 if plan is not None:
                     return plan
             raise WriteConflict(f"batch still conflicting after {MAX_CONFLICT_RETRIES} attempts")
-        except ConnectionFailure as exc:
+
+        return self._guard(attempt)
+
+    @staticmethod
+    def _guard(fn: Callable[[], T]) -> T:
+        """The one boundary where pymongo's errors become ours."""
+        try:
+            return fn()
+        except ConnectionFailure as exc:  # incl. timeouts and server selection
             raise StoreUnavailable(str(exc)) from exc
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            first = errors[0] if errors else {}
+            raise StoreRejected(
+                f"{len(errors)} write(s) refused, first: code {first.get('code')}: "
+                f"{first.get('errmsg')}"
+            ) from exc
+        except PyMongoError as exc:
+            raise StoreRejected(str(exc)) from exc
 
     def _apply_once(self, rm: ReadModel, records: Sequence[CommandRecord]) -> BatchPlan | None:
         item_ids = list({r.command.action_item_id for r in records})
@@ -94,22 +157,18 @@ class ProjectionStore:
             for d in rm.commands.find({"_id": {"$in": command_ids}}, {"partition": 1, "offset": 1})
         }
         plan = plan_batch(records, stored, known)
-        if plan.outcomes:
-            rm.commands.bulk_write(
-                [
-                    ReplaceOne({"_id": o.command_id}, status_doc(o), upsert=True)
-                    for o in plan.outcomes
-                ],
-                ordered=False,
-            )
+        # every outcome is for a command with no stored status yet (the planner keeps a
+        # stored one), so a plain insert does; a duplicate _id is a racing projector that
+        # wrote the same, deterministic, status first
+        statuses = self._bulk(rm.commands, [InsertOne(status_doc(o)) for o in plan.outcomes])
+        self._raise_unless_id_duplicates(statuses, "command status")
         if not self._write_items(rm, plan.item_writes):
             return None
         if plan.moves:
             # after the items: a crash in between leaves the old position, so a redelivered
             # copy is still recognised as a copy and never applied a second time
-            rm.commands.bulk_write(
-                [op for m in plan.moves for op in status_move_ops(m)], ordered=False
-            )
+            moved = self._bulk(rm.commands, [op for m in plan.moves for op in status_move_ops(m)])
+            self._raise_unless_id_duplicates(moved, "status move")
         if plan.next_offsets:
             rm.positions.bulk_write(
                 [
@@ -128,7 +187,7 @@ class ProjectionStore:
         """Compare-and-set every item; False when any guard failed (someone else wrote first)."""
         if not writes:
             return True
-        ops: list[InsertOne | ReplaceOne] = []
+        ops: list[Op] = []
         replaces = 0
         for write in writes:
             doc = item_doc(write.stored)
@@ -141,20 +200,51 @@ class ProjectionStore:
                         {"_id": doc["_id"], "_log.lastOffset": write.expected_last_offset}, doc
                     )
                 )
-        try:
-            result = rm.items.bulk_write(ops, ordered=False)
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if any(e.get("code") != DUPLICATE_KEY for e in errors):
-                raise
+        outcome = self._bulk(rm.items, ops)
+        self._raise_unless_id_duplicates(outcome, "item")
+        if outcome.errors:
             log.warning(
-                "item created concurrently; re-planning batch", extra={"count": len(errors)}
+                "item created concurrently; re-planning batch",
+                extra={"count": len(outcome.errors)},
             )
             return False
-        if result.matched_count < replaces:
+        if outcome.matched < replaces:
             log.warning(
                 "item changed concurrently; re-planning batch",
-                extra={"expected": replaces, "matched": result.matched_count},
+                extra={"expected": replaces, "matched": outcome.matched},
             )
             return False
         return True
+
+    def _bulk(self, collection: Collection, ops: list[Op]) -> BulkOutcome:
+        """Unordered bulk write, in concurrent chunks; write errors are returned, not raised."""
+        if not ops:
+            return BulkOutcome()
+        chunks = [ops[i : i + CHUNK] for i in range(0, len(ops), CHUNK)]
+        if self._pool is None or len(chunks) == 1:
+            results = [_bulk_chunk(collection, chunk) for chunk in chunks]
+        else:
+            results = list(self._pool.map(lambda c: _bulk_chunk(collection, c), chunks))
+        total = BulkOutcome()
+        for result in results:
+            total.matched += result.matched
+            total.errors.extend(result.errors)
+        return total
+
+    @staticmethod
+    def _raise_unless_id_duplicates(outcome: BulkOutcome, what: str) -> None:
+        refused = [e for e in outcome.errors if not is_id_duplicate(e)]
+        if refused:
+            first = refused[0]
+            raise StoreRejected(
+                f"{len(refused)} {what} write(s) refused, first: code {first.get('code')}: "
+                f"{first.get('errmsg')}"
+            )
+
+
+def _bulk_chunk(collection: Collection, ops: list[Op]) -> BulkOutcome:
+    try:
+        result = collection.bulk_write(ops, ordered=False)
+        return BulkOutcome(result.matched_count)
+    except BulkWriteError as exc:
+        return BulkOutcome(int(exc.details.get("nMatched", 0)), exc.details.get("writeErrors", []))

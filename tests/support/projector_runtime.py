@@ -1,0 +1,124 @@
+"""Run the real projector loop (on a thread or as `projector run`) and wait on what it stored."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import httpx
+from pymongo.database import Database
+
+from projector.bootstrap import Projector, build_projector
+from projector.settings import ProjectorSettings
+from servicekit.read_model import active_read_model
+from tests.support import services
+
+T = TypeVar("T")
+
+
+def wait_until(check: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
+    """Poll ``check`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+def positions(db: Database) -> dict[int, int]:
+    return {
+        int(d["partition"]): int(d["nextOffset"]) for d in active_read_model(db).positions.find({})
+    }
+
+
+def caught_up(db: Database, ends: dict[int, int]) -> bool:
+    reached = positions(db)
+    return all(reached.get(p, 0) >= end for p, end in ends.items() if end > 0)
+
+
+def wait_projected(db: Database, ends: dict[int, int], timeout: float = 60) -> None:
+    """Bounded wait until the projector's stored positions reach ``ends`` (partition: offset)."""
+    wait_until(
+        lambda: caught_up(db, ends), timeout, f"the projector to reach {ends} (at {positions(db)})"
+    )
+
+
+def projector_settings(env: dict[str, str], **overrides: object) -> ProjectorSettings:
+    values = {k.lower(): v for k, v in env.items() if k.lower() in ProjectorSettings.model_fields}
+    values.update(overrides)
+    return ProjectorSettings(**values)  # type: ignore[arg-type]
+
+
+@dataclass
+class InProcessProjector:
+    projector: Projector
+    thread: threading.Thread
+    errors: list[BaseException]
+
+    def stop(self, timeout: float = 30) -> None:
+        self.projector.stop.set()
+        self.thread.join(timeout)
+        if self.thread.is_alive():
+            raise AssertionError(f"projector loop did not stop within {timeout} s")
+        self.projector.close()
+        if self.errors:
+            raise self.errors[0]
+
+
+@contextmanager
+def projector_in_thread(settings: ProjectorSettings) -> Iterator[InProcessProjector]:
+    """The real loop (real consumer, store and DLQ producer) on a thread of this process."""
+    projector = build_projector(settings, threading.Event())
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            projector.run()
+        except BaseException as exc:  # surfaced by stop()
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, name="projector-under-test", daemon=True)
+    thread.start()
+    running = InProcessProjector(projector, thread, errors)
+    try:
+        yield running
+    finally:
+        if thread.is_alive() or not projector.stop.is_set():
+            running.stop()
+
+
+def projector_process(
+    env: dict[str, str], log_dir: Path, **overrides: str
+) -> services.ServiceProcess:
+    """A `projector run` process on a free port; ``overrides`` are extra environment variables."""
+    return services.projector_process({**env, **overrides}, services.free_port(), log_dir)
+
+
+def base_url(proc: services.ServiceProcess) -> str:
+    return proc.health_url.rsplit("/", 1)[0]
+
+
+def metric_values(url: str, name: str) -> dict[str, float]:
+    """Samples of one metric from a /metrics page, keyed by their label text ('' for none)."""
+    text = httpx.get(f"{url}/metrics", timeout=5).text
+    out: dict[str, float] = {}
+    for match in re.finditer(rf"^{re.escape(name)}(\{{[^}}]*\}})? (\S+)$", text, re.M):
+        out[match.group(1) or ""] = float(match.group(2))
+    return out
+
+
+def readiness(url: str) -> tuple[int, str]:
+    try:
+        r = httpx.get(f"{url}/readyz", timeout=5)
+        return r.status_code, r.text
+    except httpx.HTTPError as exc:
+        return 0, str(exc)
