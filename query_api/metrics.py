@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from prometheus_client import Histogram
+from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LATENCY = Histogram(
@@ -12,6 +12,15 @@ LATENCY = Histogram(
     "Request latency per route",
     ["route", "method", "status"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+CONSISTENCY_WAITS = Counter(
+    "query_api_consistency_waits_total",
+    "Requests with a Consistency-Token, by outcome (already, reached, timeout)",
+    ["outcome"],
+)
+POSITION_POLLS = Counter(
+    "query_api_position_polls_total",
+    "Reads of the projector's positions (only while some request waits on a token)",
 )
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # FastAPI's own documentation routes do not leave the matched route in the scope.

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import httpx
@@ -39,8 +41,9 @@ class Api:
     db_name: str
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def api(mongodb_uri: str, mongo: MongoClient) -> Iterator[Api]:
+    """One app and database for the module: tests use fresh ids and clear the command log."""
     db_name = f"test_query_{uuid.uuid4().hex[:10]}"
     log = CommandLog()
     settings = QueryApiSettings(
@@ -270,3 +273,69 @@ def test_store_down_gives_503_problems_and_readyz_names_the_store() -> None:
 
 def test_readyz_when_the_store_answers(api: Api) -> None:
     assert api.http.get("/readyz").json() == {"status": "ready"}
+
+
+def position_reads(log: CommandLog) -> int:
+    return sum(
+        1
+        for name, command in list(log.commands)
+        if name == "find" and str(command.get("find", "")).startswith("projector_positions")
+    )
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+def test_token_waits_share_one_poller_and_nothing_polls_when_nobody_waits(api: Api) -> None:
+    for clear_first in (False, True):  # the first round lets any earlier poll finish
+        if clear_first:
+            api.log.clear()
+        for _ in range(20):
+            api.http.get("/action-items?limit=1")
+            api.http.get(f"/action-items/{uuid.uuid4()}")
+    assert position_reads(api.log) == 0, "requests without a token must not read positions"
+
+    token = {"Consistency-Token": ConsistencyToken(str(uuid.uuid4()), 0, 10**9).encode()}
+    api.log.clear()
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        answers = list(
+            pool.map(lambda _: api.http.get(f"/commands/{uuid.uuid4()}", headers=token), range(20))
+        )
+    waited = time.monotonic() - started
+    assert [a.status_code for a in answers] == [503] * 20
+    # one poller for all 20 waiters: about waited / 20 ms reads, not 20 times that
+    assert 0 < position_reads(api.log) <= waited / 0.02 + 5, (position_reads(api.log), waited)
+
+
+def test_waiters_are_woken_when_the_projector_reaches_their_position(
+    mongodb_uri: str, mongo: MongoClient
+) -> None:
+    db_name = f"test_query_{uuid.uuid4().hex[:10]}"
+    settings = QueryApiSettings(
+        mongodb_uri=mongodb_uri, mongodb_database=db_name, consistency_wait_seconds=20
+    )
+    state = item()
+    log = CommandLog()
+    try:
+        with TestClient(create_app(settings, listening_client(mongodb_uri, log))) as http:
+            token = {"Consistency-Token": ConsistencyToken(str(uuid.uuid4()), 1, 41).encode()}
+            started = time.monotonic()
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                waiting = [
+                    pool.submit(http.get, f"/action-items/{state.id}", headers=token)
+                    for _ in range(8)
+                ]
+                wait_until(lambda: position_reads(log) > 0)  # they are waiting now
+                # the item and then the position arrive as the projector writes them
+                model = seed(mongo[db_name], [state])
+                model.positions.insert_one({"_id": "1", "partition": 1, "nextOffset": 42})
+                answers = [w.result() for w in waiting]
+            assert [a.status_code for a in answers] == [200] * 8
+            assert time.monotonic() - started < 10, "waiters were not woken"
+    finally:
+        mongo.drop_database(db_name)
