@@ -6,8 +6,11 @@ APPLIED = Counter("projector_commands_applied_total", "Commands applied to the r
 REJECTED = Counter(
     "projector_commands_rejected_total", "Commands rejected during processing", ["code"]
 )
-DUPLICATES = Counter(
-    "projector_commands_duplicate_total", "Re-sent or redelivered copies skipped without effect"
+SKIPPED = Counter(
+    "projector_commands_skipped_total",
+    "Records with no second effect: a re-sent copy of a command, or a redelivered record "
+    "whose effect (already_applied) or status (status_stored) was already in the store",
+    ["reason"],
 )
 DEAD_LETTERED = Counter(
     "projector_records_dead_lettered_total", "Undecodable records sent to the DLQ"

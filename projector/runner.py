@@ -84,7 +84,7 @@ def consumer_config(settings: ProjectorSettings) -> dict[str, object]:
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
-        "session.timeout.ms": 10_000,
+        "session.timeout.ms": settings.consumer_session_timeout_ms,
         "heartbeat.interval.ms": 1_000,
         # A store outage holds a batch while we retry; stay in the group meanwhile.
         "max.poll.interval.ms": 900_000,
@@ -222,7 +222,9 @@ def record_metrics(plan: BatchPlan) -> None:
             metrics.APPLIED.inc()
         elif outcome.exception is not None:
             metrics.REJECTED.labels(str(outcome.exception.code)).inc()
-    metrics.DUPLICATES.inc(len(plan.duplicates) + len(plan.already_applied))
+    metrics.SKIPPED.labels("resent_copy").inc(len(plan.duplicates))
+    metrics.SKIPPED.labels("already_applied").inc(len(plan.already_applied))
+    metrics.SKIPPED.labels("status_stored").inc(len(plan.decided_before))
 
 
 def log_outcomes(plan: BatchPlan) -> None:
@@ -355,7 +357,7 @@ class ProjectorLoop:
         self.holds: dict[int, PartitionHold] = {}
         self._last_store_check = 0.0
         self.progress = Progress()
-        self.health.store_stall_seconds = max(2 * settings.mongodb_timeout_ms / 1000, 5.0)
+        self.health.store_stall_seconds = max(2 * settings.mongodb_timeout_ms / 1000, 3.0)
 
     # -- the loop ------------------------------------------------------------
     def run(self) -> None:

@@ -9,6 +9,9 @@ from servicekit.settings import CommonSettings
 
 class ProjectorSettings(CommonSettings):
     consumer_group: str = Field("actionitems-projector", min_length=1)
+    # how long the group waits for a projector that stopped heartbeating (kill -9, a
+    # hung host) before its partitions go to the others (broker minimum: 6 s)
+    consumer_session_timeout_ms: int = Field(10_000, ge=6_000, le=300_000)
     batch_size: int = Field(1000, ge=1, le=100_000)
     poll_timeout_seconds: float = Field(0.2, gt=0, le=10)
     http_host: str = "127.0.0.1"

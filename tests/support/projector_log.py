@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
 from schemas.codec import CommandCodec
 from schemas.commands import CommandEnvelope, CreateActionItem, Priority, Status, UpdateActionItem
@@ -83,6 +83,30 @@ def produce_commands(
     if remaining or failures:
         raise RuntimeError(f"{remaining} not delivered, failures: {failures[:3]}")
     return count
+
+
+def produce_one(
+    bootstrap: str, topic: str, partitions: int, command: CommandEnvelope
+) -> tuple[int, int]:
+    """Produce one command as the command API would; returns its (partition, offset)."""
+    out = producer(bootstrap)
+    delivered: list[tuple[int, int]] = []
+
+    def report(err: KafkaError | None, msg: Message) -> None:
+        if err is None:
+            delivered.append((int(msg.partition() or 0), int(msg.offset() or 0)))
+
+    out.produce(
+        topic,
+        key=command.command_id.encode(),
+        value=CommandCodec().encode(command),
+        partition=partition_for(command.action_item_id, partitions),
+        on_delivery=report,
+    )
+    out.flush(30)
+    if not delivered:
+        raise RuntimeError("command not delivered")
+    return delivered[0]
 
 
 def produce_raw(
