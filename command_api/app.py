@@ -162,6 +162,9 @@ def create_app(settings: CommandApiSettings | None = None) -> FastAPI:
                     "reason": exc.reason,
                     "maybeWritten": exc.maybe_written,
                     "correlationId": command.correlation_id,
+                    "waitedSeconds": round(
+                        loop.time() - deadline + settings.delivery_timeout_seconds, 3
+                    ),
                 },
             )
             raise _unconfirmed(exc, command, dedupe, settings.retry_after_seconds) from None
