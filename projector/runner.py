@@ -38,7 +38,7 @@ from projector.batch import BatchPlan, CommandRecord
 from projector.domain import LogPosition
 from projector.handover import HandoverGate
 from projector.settings import ProjectorSettings
-from projector.store import ProjectionStore, StoreUnavailable
+from projector.store import ProjectionStore, StoreRejected, StoreUnavailable
 from schemas.codec import CommandCodec, DecodeError
 
 log = logging.getLogger("projector.run")
@@ -449,7 +449,7 @@ class ProjectorLoop:
                 "the store refused the batch for a reason other than an outage; "
                 "applying its partitions, then its records, one by one to find the culprit",
                 extra={"records": len(records), "error": error_text(exc)},
-                exc_info=True,
+                exc_info=not isinstance(exc, StoreRejected),  # a trace only for the unexpected
             )
             return self._isolate(records)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import httpx
+from confluent_kafka import Consumer, TopicPartition
 from pymongo.database import Database
 
 from projector.bootstrap import Projector, build_projector
@@ -50,6 +51,28 @@ def wait_projected(db: Database, ends: dict[int, int], timeout: float = 60) -> N
     wait_until(
         lambda: caught_up(db, ends), timeout, f"the projector to reach {ends} (at {positions(db)})"
     )
+
+
+def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
+    """The consumer group's committed offsets (-1001 where none), without joining the group."""
+    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        return {tp.partition: int(tp.offset) for tp in probe.committed(tps, timeout=10)}
+    finally:
+        probe.close()
+
+
+def wait_committed(
+    bootstrap: str, group: str, topic: str, ends: dict[int, int], timeout: float = 60
+) -> None:
+    """Bounded wait until the group has committed every partition up to ``ends``."""
+
+    def done() -> bool:
+        offsets = committed_offsets(bootstrap, group, topic, len(ends))
+        return all(offsets[p] >= end for p, end in ends.items() if end > 0)
+
+    wait_until(done, timeout, f"group {group} to commit up to {ends}", 0.1)
 
 
 def projector_settings(env: dict[str, str], **overrides: object) -> ProjectorSettings:
