@@ -4,7 +4,8 @@
 
 Seeds a fresh database's active generation with projector-shaped documents,
 starts the query API on a free port, then has N concurrent httpx async clients
-send requests per scenario and prints p50/p90/p99 and throughput. The machine's
+send requests per scenario (after a one-client run of the same scenario, which
+shows service time without queueing) and prints p50/p90/p99 and throughput. The machine's
 load average is printed too: other work on the same cores skews every figure.
 """
 
@@ -65,7 +66,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--requests", type=int, default=3_200, help="per scenario")
+    parser.add_argument("--requests", type=int, default=3_200, help="per concurrent scenario")
+    parser.add_argument("--serial-requests", type=int, default=300, help="per one-client run")
     parser.add_argument(
         "--mongodb-uri", default=os.environ.get("MONGODB_URI", "mongodb://127.0.0.1:27017")
     )
@@ -109,15 +111,17 @@ def main() -> None:
         try:
             asyncio.run(run_scenario(url, scenarios["GET /action-items/{id}"], 200, 4))  # warm-up
             print(f"load average before: {os.getloadavg()[0]:.2f} (2 cores shared with others)")
-            header = ["n", "p50 ms", "p90 ms", "p99 ms", "req/s"]
+            header = ["clients", "n", "p50 ms", "p90 ms", "p99 ms", "req/s"]
             print(f"{'scenario':62} " + " ".join(f"{h:>7}" for h in header))
+            runs = ((1, args.serial_requests), (args.concurrency, args.requests))
             for name, make in scenarios.items():
-                lat, wall = asyncio.run(run_scenario(url, make, args.requests, args.concurrency))
-                print(
-                    f"{name:62} {len(lat):5d} {percentile(lat, 50) * 1000:7.1f} "
-                    f"{percentile(lat, 90) * 1000:7.1f} {percentile(lat, 99) * 1000:7.1f} "
-                    f"{len(lat) / wall:7.0f}"
-                )
+                for clients, count in runs:
+                    lat, wall = asyncio.run(run_scenario(url, make, count, clients))
+                    print(
+                        f"{name:62} {clients:7d} {len(lat):7d} {percentile(lat, 50) * 1000:7.1f} "
+                        f"{percentile(lat, 90) * 1000:7.1f} {percentile(lat, 99) * 1000:7.1f} "
+                        f"{len(lat) / wall:7.0f}"
+                    )
             print(f"load average after: {os.getloadavg()[0]:.2f}")
         finally:
             process.stop()
