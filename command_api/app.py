@@ -89,7 +89,7 @@ def create_app(settings: CommandApiSettings | None = None) -> FastAPI:
     publisher = CommandPublisher(
         producer_config(
             settings.kafka_bootstrap_servers,
-            int(settings.delivery_timeout_seconds * 1000),
+            int((settings.delivery_timeout_seconds + settings.late_ack_grace_seconds) * 1000),
             settings.producer_linger_ms,
         ),
         settings.commands_topic,

@@ -99,14 +99,22 @@ class Delivered:
 
 
 def producer_config(bootstrap: str, delivery_timeout_ms: int, linger_ms: int) -> dict[str, object]:
+    """librdkafka settings; ``delivery_timeout_ms`` = the request's bound + the late-ack grace.
+
+    librdkafka gives up on a record shortly after its client was told 503: a record
+    still queued then is never sent (so a 503 during an outage is almost always
+    "not written"); one already in flight may still be appended by the broker,
+    and an acknowledgement inside the grace is seen and remembered (a late ack).
+    Either way a retry with the same Idempotency-Key stays safe.
+    """
     return {
         "bootstrap.servers": bootstrap,
         "acks": "all",
         "enable.idempotence": True,
         "linger.ms": linger_ms,
-        # librdkafka gives up near the moment the client is told 503, which keeps
-        # "written after all" rare; a retry with the same Idempotency-Key stays safe anyway.
         "message.timeout.ms": delivery_timeout_ms,
+        # notice a broker that is back within a second or two, not after 10 s of backoff
+        "reconnect.backoff.max.ms": 2000,
         "compression.type": "none",
         # librdkafka's own log lines go through Python logging (JSON, throttled)
         "logger": kafka_log,

@@ -44,6 +44,7 @@ BOUND = 2.0  # DELIVERY_TIMEOUT_SECONDS of the API under test
 # 10+ were seen): scheduling, connection set-up. The server's own wait is checked tighter.
 SLACK = 3.0
 SERVER_SLACK = 0.5
+GRACE = 8.0  # LATE_ACK_GRACE_SECONDS of the API under test
 
 
 @dataclass
@@ -103,6 +104,8 @@ def outage(
             REPLICATION_FACTOR="3",
             MIN_INSYNC_REPLICAS="2",
             DELIVERY_TIMEOUT_SECONDS=str(BOUND),
+            # long enough that the stalled record is still pending when the nodes resume
+            LATE_ACK_GRACE_SECONDS=str(GRACE),
             RETRY_AFTER_SECONDS="3",
         ) as (settings, env):
             api = start_command_api(env, log_dir)

@@ -73,7 +73,7 @@ def test_generated_requests_never_get_a_5xx_or_an_undeserved_202(api: CommandApi
     session = requests.Session()
 
     @settings(
-        max_examples=REQUESTS + 100,
+        max_examples=REQUESTS + 20,
         deadline=None,
         database=None,
         derandomize=False,
