@@ -119,7 +119,7 @@ def test_a_token_not_processed_within_the_bound_is_503_then_answers_once_process
         assert response.headers["Retry-After"] == "2"
         assert response.headers["content-type"] == "application/problem+json"
         assert response.json()["commandId"] == accepted["commandId"]
-        assert 1 <= waited < 4, waited
+        assert 1 <= waited < 6, waited  # the bound, not a hang (generous: shared cores)
         system.projector.start()
         again = read_honouring_retry_after(http, f"{system.query_url}{item_url}", token(accepted))
         assert again.status_code == 200, again.text
