@@ -230,6 +230,11 @@ class CommandPublisher:
         return remaining
 
     @property
+    def config(self) -> dict[str, object]:
+        """The librdkafka settings (without callbacks), for operators and tests."""
+        return dict(self._config)
+
+    @property
     def in_flight(self) -> int:
         return self._in_flight
 
