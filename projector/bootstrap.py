@@ -14,18 +14,18 @@ from pymongo import MongoClient
 
 from projector.handover import HandoverControl, HandoverGate
 from projector.runner import (
+    ConsumerLag,
     DeadLetters,
     Health,
     ProjectorLoop,
     consumer_config,
     dlq_producer_config,
-    lag_reporter,
 )
 from projector.settings import ProjectorSettings
 from projector.store import ProjectionStore
 
 
-def mongo_client(settings: ProjectorSettings) -> MongoClient:
+def mongo_client(settings: ProjectorSettings, health: Health | None = None) -> MongoClient:
     return MongoClient(
         settings.mongodb_uri,
         serverSelectionTimeoutMS=settings.mongodb_timeout_ms,
@@ -33,6 +33,7 @@ def mongo_client(settings: ProjectorSettings) -> MongoClient:
         socketTimeoutMS=max(settings.mongodb_timeout_ms * 10, 30_000),
         uuidRepresentation="standard",
         maxPoolSize=max(20, 2 * settings.store_write_concurrency),
+        event_listeners=[health.store_commands] if health is not None else [],
     )
 
 
@@ -56,9 +57,10 @@ class Projector:
 
 
 def build_projector(settings: ProjectorSettings, stop: threading.Event) -> Projector:
-    client = mongo_client(settings)
-    producer = Producer(dlq_producer_config(settings))
     health = Health()
+    client = mongo_client(settings, health)
+    producer = Producer(dlq_producer_config(settings))
+    lag = ConsumerLag(settings.commands_topic, health)
     loop = ProjectorLoop(
         settings,
         ProjectionStore(
@@ -67,12 +69,13 @@ def build_projector(settings: ProjectorSettings, stop: threading.Event) -> Proje
         Consumer(
             {
                 **consumer_config(settings),
-                "stats_cb": lag_reporter(settings.commands_topic, health),
+                "stats_cb": lag.on_stats,
             }
         ),
         DeadLetters(producer, settings.dlq_topic),
         health,
         stop,
         HandoverGate(HandoverControl(client[settings.mongodb_database]), stop),
+        lag,
     )
     return Projector(settings, loop, health, stop, client, producer)

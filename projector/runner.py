@@ -21,7 +21,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 
 from confluent_kafka import (
@@ -32,6 +32,7 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
+from pymongo import monitoring
 
 from projector import metrics
 from projector.batch import BatchPlan, CommandRecord
@@ -47,6 +48,35 @@ DEAD_LETTER_TIMEOUT_SECONDS = 10.0
 PROGRESS_SECONDS = 10.0
 
 
+class InFlightCommands(monitoring.CommandListener):
+    """Every command the projector's MongoClient has sent and not yet had answered.
+
+    Registered on the client, so a hang anywhere (a batch write, the hand-over
+    check, a ping) shows up, not only in the calls the loop wraps.
+    """
+
+    def __init__(self) -> None:
+        self._started: dict[int, float] = {}
+        self._lock = threading.Lock()
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        with self._lock:
+            self._started[event.request_id] = time.monotonic()
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        with self._lock:
+            self._started.pop(event.request_id, None)
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        with self._lock:
+            self._started.pop(event.request_id, None)
+
+    def oldest_seconds(self) -> float:
+        with self._lock:
+            oldest = min(self._started.values(), default=None)
+        return time.monotonic() - oldest if oldest is not None else 0.0
+
+
 @dataclass
 class Health:
     """What /readyz reports; written by the loop, read by the HTTP thread."""
@@ -55,18 +85,16 @@ class Health:
     kafka_ok: bool = False
     last_error: str | None = None
     assignment: list[int] = field(default_factory=list)
-    # monotonic time at which the store call now in flight started (None: none in flight)
-    store_call_since: float | None = None
+    store_commands: InFlightCommands = field(default_factory=InFlightCommands)
     store_stall_seconds: float = 6.0
     dead_letter_error: str | None = None
     held: tuple[str, ...] = ()
 
     def problems(self) -> list[str]:
         out = []
-        since = self.store_call_since
-        waited = time.monotonic() - since if since is not None else 0.0
+        waited = self.store_commands.oldest_seconds()
         if waited > self.store_stall_seconds:
-            out.append(f"store not answering: a call has been waiting {waited:.0f} s")
+            out.append(f"store not answering: a command has been waiting {waited:.0f} s")
         elif not self.store_ok:
             out.append(f"store unreachable: {self.last_error or 'not yet checked'}")
         if not self.kafka_ok:
@@ -93,32 +121,64 @@ def consumer_config(settings: ProjectorSettings) -> dict[str, object]:
     }
 
 
-def lag_reporter(topic: str, health: Health) -> Callable[[str], None]:
-    """A librdkafka ``stats_cb``: consumer lag per assigned partition into the LAG gauge.
+class ConsumerLag:
+    """Consumer lag per assigned partition (high watermark minus committed offset) in a gauge.
 
-    Statistics are served inside ``consume()``, so reading them costs the loop
-    no broker round trip (while a batch waits for the store, the gauge keeps its
-    last value).
+    Normally fed by librdkafka's statistics (``on_stats`` as the ``stats_cb``),
+    served inside ``consume()`` at no broker round trip. While a batch waits
+    (store outage, DLQ retry) ``consume()`` is not called, so the loop refreshes
+    it from the client's cached high watermarks and the last committed offsets.
     """
 
-    def report(stats_json: str) -> None:
+    def __init__(self, topic: str, health: Health) -> None:
+        self.topic = topic
+        self.health = health
+        self.committed: dict[int, int] = {}
+        self._refreshed = 0.0
+
+    def on_stats(self, stats_json: str) -> None:
         try:
             stats = json.loads(stats_json)
-            partitions = stats.get("topics", {}).get(topic, {}).get("partitions", {})
+            partitions = stats.get("topics", {}).get(self.topic, {}).get("partitions", {})
         except (ValueError, AttributeError):
             return
-        assigned = set(health.assignment)
+        assigned = set(self.health.assignment)
         for key, p in partitions.items():
             if not key.isdigit() or int(key) not in assigned:
                 continue
-            high, committed, low = p.get("hi_offset", -1), p.get("committed_offset", -1), 0
-            if high < 0:
-                continue
-            if committed < 0:
-                low = max(p.get("lo_offset", 0), 0)
-            metrics.LAG.labels(key).set(max(high - (committed if committed >= 0 else low), 0))
+            high, committed = p.get("hi_offset", -1), p.get("committed_offset", -1)
+            if committed >= 0:
+                self.committed[int(key)] = committed
+            else:
+                committed = self.committed.get(int(key), max(p.get("lo_offset", 0), 0))
+            if high >= 0:
+                metrics.LAG.labels(key).set(max(high - committed, 0))
 
-    return report
+    def committed_to(self, partition: int, offset: int) -> None:
+        self.committed[partition] = offset
+
+    def refresh_while_waiting(self, consumer: Consumer) -> None:
+        """At most once a second: lag from cached watermarks (no broker call)."""
+        now = time.monotonic()
+        if now - self._refreshed < 1.0:
+            return
+        self._refreshed = now
+        for p in self.health.assignment:
+            committed = self.committed.get(p)
+            if committed is None:
+                continue
+            with contextlib.suppress(KafkaException):
+                _low, high = consumer.get_watermark_offsets(
+                    TopicPartition(self.topic, p), cached=True
+                )
+                if high is not None and high >= 0:
+                    metrics.LAG.labels(str(p)).set(max(high - committed, 0))
+
+    def forget(self, partitions: list[int]) -> None:
+        for p in partitions:
+            self.committed.pop(p, None)
+            with contextlib.suppress(KeyError):
+                metrics.LAG.remove(str(p))
 
 
 def dlq_producer_config(settings: ProjectorSettings) -> dict[str, object]:
@@ -344,6 +404,7 @@ class ProjectorLoop:
         health: Health,
         stop: threading.Event,
         gate: HandoverGate,
+        lag: ConsumerLag | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -354,6 +415,7 @@ class ProjectorLoop:
         self.gate = gate
         self.codec = CommandCodec()
         self.topic = settings.commands_topic
+        self.lag = lag or ConsumerLag(self.topic, health)
         self.holds: dict[int, PartitionHold] = {}
         self._last_store_check = 0.0
         self.progress = Progress()
@@ -423,13 +485,13 @@ class ProjectorLoop:
         delay = 0.1
         while True:
             try:
-                with self._store_call():
-                    stored = self._apply_or_isolate(records)
+                stored = self._apply_or_isolate(records)
                 self._store_is(True)
                 return stored
             except StoreUnavailable as exc:
                 self._store_is(False, str(exc))
                 metrics.STORE_RETRIES.inc()
+                self.lag.refresh_while_waiting(self.consumer)
                 log.error(
                     "store unreachable; batch held, nothing committed; retrying",
                     extra={"retryInSeconds": delay, "records": len(records), "error": str(exc)},
@@ -478,14 +540,6 @@ class ProjectorLoop:
                     break
         return StoredBatch(merge_plans(plans), refused)
 
-    @contextlib.contextmanager
-    def _store_call(self) -> Iterator[None]:
-        self.health.store_call_since = time.monotonic()
-        try:
-            yield
-        finally:
-            self.health.store_call_since = None
-
     def _store_is(self, ok: bool, error: str | None = None) -> None:
         self.health.store_ok = ok
         self.health.last_error = error
@@ -496,9 +550,8 @@ class ProjectorLoop:
         delay = 0.1
         while not self.stop.is_set():
             try:
-                with self._store_call():
-                    self.store.ping()
-                    self.store.ensure_indexes()
+                self.store.ping()
+                self.store.ensure_indexes()
                 self._store_is(True)
                 return
             except StoreUnavailable as exc:
@@ -512,8 +565,7 @@ class ProjectorLoop:
         if time.monotonic() - self._last_store_check < self.settings.idle_probe_seconds:
             return
         try:
-            with self._store_call():
-                self.store.ping()
+            self.store.ping()
             self._store_is(True)
         except StoreUnavailable as exc:
             self._store_is(False, str(exc))
@@ -613,6 +665,7 @@ class ProjectorLoop:
                 return True
             except DeadLetterUnavailable as exc:
                 metrics.DLQ_FAILURES.inc()
+                self.lag.refresh_while_waiting(self.consumer)
                 self.health.dead_letter_error = str(exc)
                 log.error(
                     "dead-letter topic did not take the records; batch held, nothing committed; "
@@ -649,6 +702,8 @@ class ProjectorLoop:
                     "offset commit failed for a partition; its records will be redelivered",
                     extra={"partition": tp.partition, "error": str(tp.error)},
                 )
+            else:
+                self.lag.committed_to(tp.partition, tp.offset)
 
     def _is_error(self, msg: Message) -> bool:
         err = msg.error()
@@ -679,7 +734,6 @@ class ProjectorLoop:
             # a held partition's waiting records are dropped: its next owner starts at the
             # committed offset, which is the refused record
             self.holds.pop(p, None)
-            with contextlib.suppress(KeyError):
-                metrics.LAG.remove(str(p))
+        self.lag.forget(revoked)
         self._publish_holds()
         self.health.assignment = []

@@ -117,12 +117,15 @@ def apis(stack: Stack) -> Iterator[tuple[str, str]]:
         query_api.stop()
 
 
-def watch_readiness(url: str, until: float) -> list[tuple[int, str]]:
+def watch_readiness(url: str, until: float) -> tuple[list[tuple[int, str]], float]:
+    """/readyz answers, and the largest consumer lag the metrics showed, until ``until``."""
     seen: list[tuple[int, str]] = []
+    lag = 0.0
     while time.monotonic() < until:
         seen.append(readiness(url))
+        lag = max([lag, *metric_values(url, "projector_consumer_lag").values()])
         time.sleep(0.2)  # sampling pace, not a wait for a condition
-    return seen
+    return seen, lag
 
 
 def test_store_down_10_s_and_hung_under_load(
@@ -154,14 +157,14 @@ def test_store_down_10_s_and_hung_under_load(
         # 1. the store is gone for 10 s
         private_store.kill()
         down_since = time.monotonic()
-        during_kill = watch_readiness(url, down_since + 10)
+        during_kill, lag_while_down = watch_readiness(url, down_since + 10)
         accepted_while_down = len(writers.accepted)
         private_store.start()
         wait_until(lambda: readiness(url)[0] == 200, 30, "ready again after the store came back")
 
         # 2. the store hangs (accepts connections, answers nothing) for 6 s
         private_store.freeze()
-        during_freeze = watch_readiness(url, time.monotonic() + 6)
+        during_freeze, _ = watch_readiness(url, time.monotonic() + 6)
         private_store.thaw()
         wait_until(lambda: readiness(url)[0] == 200, 30, "ready again after the store thawed")
         wait_until(lambda: len(writers.accepted) >= accepted_while_down + 100, 30, "more load")
@@ -174,6 +177,7 @@ def test_store_down_10_s_and_hung_under_load(
     assert writers.failures == []
     assert any(code == 503 and "store" in body for code, body in during_kill), during_kill
     assert during_kill[-1][0] == 503
+    assert lag_while_down > 50  # the lag the operator sees grows while the store is away
     assert any(code == 503 and "store not answering" in body for code, body in during_freeze), (
         during_freeze
     )
