@@ -25,6 +25,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka.admin import AdminClient
 from pymongo import MongoClient
@@ -67,7 +68,7 @@ def main() -> None:
         "BATCH_SIZE": str(args.batch_size),
         "LOG_LEVEL": args.log_level,
     }
-    settings = ProjectorSettings(**{k.lower(): v for k, v in env.items()})  # type: ignore[arg-type]
+    settings = ProjectorSettings.model_validate({k.lower(): v for k, v in env.items()})
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
     ensure_topics(admin, topic_specs(settings))
     mongo: MongoClient = MongoClient(settings.mongodb_uri)
@@ -136,7 +137,7 @@ def run_in_thread(
         store = running.projector.loop.store
         apply = store.apply
 
-        def timed(records):  # type: ignore[no-untyped-def]
+        def timed(records: Any) -> Any:
             t0 = time.perf_counter()
             try:
                 return apply(records)

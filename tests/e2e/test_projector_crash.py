@@ -41,7 +41,11 @@ def test_kill_9_in_the_middle_then_restart_gives_the_fold(stack: Stack, mongo: M
     kills = []
     for threshold in (1_200, 3_000):
         proc = projector_process(env, stack.log_dir).start()
-        wait_until(lambda t=threshold: processed() >= t, 120, f"{threshold} command statuses", 0.01)
+
+        def reached(t: int = threshold) -> bool:
+            return processed() >= t
+
+        wait_until(reached, 120, f"{threshold} command statuses", 0.01)
         proc.kill()  # SIGKILL: no batch is finished, no offset committed on the way out
         kills.append(processed())
     assert kills[-1] < COMMANDS, "the projector finished before it could be killed"

@@ -60,7 +60,7 @@ def test_a_crash_between_the_status_and_the_item_writes_is_repaired(
     store.apply(log[:100])
     real = ProjectionStore._write_items
 
-    def crash(self: ProjectionStore, rm: ReadModel, writes: list) -> bool:  # type: ignore[type-arg]
+    def crash(self: ProjectionStore, rm: ReadModel, writes: list[object]) -> bool:
         raise StoreUnavailable("connection lost after the statuses were written")
 
     monkeypatch.setattr(ProjectionStore, "_write_items", crash)
@@ -111,7 +111,7 @@ def test_a_duplicate_on_another_unique_index_is_a_refusal_not_a_race(
 
 
 def test_an_unreachable_store_is_unavailable_not_refused() -> None:
-    dead = MongoClient("mongodb://127.0.0.1:9", serverSelectionTimeoutMS=300)
+    dead: MongoClient = MongoClient("mongodb://127.0.0.1:9", serverSelectionTimeoutMS=300)
     store = ProjectionStore(dead, "nowhere")
     with pytest.raises(StoreUnavailable):
         store.ping()

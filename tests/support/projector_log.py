@@ -187,8 +187,8 @@ def read_topic_messages(
         while len(out) < expected and time.monotonic() < deadline:
             for msg in consumer.consume(100, 0.2):
                 if msg.error() is None:
-                    headers = {k: v for k, v in (msg.headers() or [])}
-                    out.append((msg.key(), msg.value(), headers))  # type: ignore[arg-type]
+                    headers: dict[str, bytes] = dict(msg.headers() or [])  # type: ignore[arg-type]
+                    out.append((msg.key(), msg.value(), headers))
         return out
     finally:
         consumer.close()

@@ -76,9 +76,11 @@ def wait_committed(
 
 
 def projector_settings(env: dict[str, str], **overrides: object) -> ProjectorSettings:
-    values = {k.lower(): v for k, v in env.items() if k.lower() in ProjectorSettings.model_fields}
+    values: dict[str, object] = {
+        k.lower(): v for k, v in env.items() if k.lower() in ProjectorSettings.model_fields
+    }
     values.update(overrides)
-    return ProjectorSettings(**values)  # type: ignore[arg-type]
+    return ProjectorSettings.model_validate(values)
 
 
 @dataclass

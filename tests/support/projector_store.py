@@ -9,7 +9,6 @@ keep reading through the shared one.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -77,13 +76,16 @@ class PrivateFerretDB:
         raise RuntimeError(f"private FerretDB not answering after {timeout} s:\n{self.log_tail()}")
 
     def answers(self) -> bool:
-        with (
-            contextlib.suppress(PyMongoError),
-            MongoClient(self.uri, serverSelectionTimeoutMS=300, connectTimeoutMS=300) as client,
-        ):
+        client: MongoClient = MongoClient(
+            self.uri, serverSelectionTimeoutMS=300, connectTimeoutMS=300
+        )
+        try:
             client.admin.command("ping")
             return True
-        return False
+        except PyMongoError:
+            return False
+        finally:
+            client.close()
 
     def kill(self) -> None:
         """The store goes away at once: connections are reset, new ones refused."""

@@ -101,9 +101,8 @@ def command_streams() -> st.SearchStrategy[list[CommandEnvelope]]:
                 changes: dict[str, object] = {"title": f"t{at}"}
                 if s[2] is not None:
                     changes["status"] = s[2]
-                out.append(
-                    update(s[1], at=at, expected=s[3], key="k" if at % 4 else None, **changes)
-                )
+                key = "k" if at % 4 else None
+                out.append(update(s[1], at=at, expected=s[3], key=key, **changes))  # type: ignore[arg-type]
             elif s[0] == "unknown":
                 out.append(update("44444444-4444-4444-8444-444444444444", at=at, title="x"))
             elif out:
