@@ -1,4 +1,4 @@
-"""infra/docker-compose.yml cannot run here (no Docker engine); check it agrees with the contract."""
+"""infra/docker-compose.yml cannot run here (no Docker engine): check it against the contract."""
 
 from __future__ import annotations
 
