@@ -73,8 +73,7 @@ def _unconfirmed(
     return Problem(
         503,
         "Service Unavailable",
-        f"the command log did not confirm the command ({exc.reason}); it was not accepted. "
-        + retry,
+        f"the command log did not confirm the command ({exc.reason}). " + retry,
         type_="/problems/log-unavailable",
         headers={"Retry-After": str(retry_after), "X-Correlation-Id": command.correlation_id},
         commandId=command.command_id,
