@@ -8,9 +8,10 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from confluent_kafka import KafkaError
 
 from command_api.publisher import CommandPublisher, Delivered, LogUnavailable, producer_config
-from tests.support.command_api import own_topics
+from tests.support.command_api import own_topics, wait_until
 from tests.support.command_log import by_key, read_records
 
 
@@ -146,3 +147,18 @@ def test_a_missing_topic_is_reported_not_waited_for(kafka_bootstrap: str) -> Non
             pub.check(timeout=3.0)
     finally:
         pub.close(2)
+
+
+def test_a_producer_with_a_fatal_error_is_replaced(kafka_bootstrap: str, topic: str) -> None:
+    """The swap itself, on the real broker; the fatal error is injected through error_cb."""
+    pub = publisher(kafka_bootstrap, topic)
+    pub.start()
+    first = pub._producer
+    try:
+        pub._on_error(KafkaError(KafkaError._FATAL, "injected", fatal=True))
+        wait_until(lambda: pub._producer is not first, 5, "the producer replaced")
+        delivered = asyncio.run(pub.publish("after-fatal", b"v", 2, [], False))
+    finally:
+        pub.close(10)
+    assert delivered.partition == 2
+    assert len(by_key(read_records(kafka_bootstrap, topic))["after-fatal"]) == 1
