@@ -147,7 +147,8 @@ class CommandCodec:
             datum = fastavro.schemaless_reader(
                 io.BytesIO(value[10:]),
                 writer.parsed,
-                self.reader.parsed,
+                # same schema: no resolution needed, and fastavro decodes about 2x faster
+                None if writer.fingerprint == self.reader.fingerprint else self.reader.parsed,
                 return_record_name=True,
                 return_record_name_override=True,
             )
