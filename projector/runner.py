@@ -506,7 +506,7 @@ class ProjectorLoop:
         except StoreUnavailable:
             raise
         except Exception as exc:
-            self.store.ping()  # an outage in disguise is retried as an outage
+            self._ping_or_outage(exc)
             log.error(
                 "the store refused the batch for a reason other than an outage; "
                 "applying its partitions, then its records, one by one to find the culprit",
@@ -514,6 +514,15 @@ class ProjectorLoop:
                 exc_info=not isinstance(exc, StoreRejected),  # a trace only for the unexpected
             )
             return self._isolate(records)
+
+    def _ping_or_outage(self, cause: Exception) -> None:
+        """An outage in disguise (e.g. the store's own database gone) is retried as an outage."""
+        try:
+            self.store.ping()
+        except (StoreUnavailable, StoreRejected) as exc:
+            raise StoreUnavailable(
+                f"{error_text(cause)}; and the store does not answer a ping: {exc}"
+            ) from cause
 
     def _isolate(self, records: list[CommandRecord]) -> StoredBatch:
         by_partition: dict[int, list[CommandRecord]] = {}
@@ -554,9 +563,9 @@ class ProjectorLoop:
                 self.store.ensure_indexes()
                 self._store_is(True)
                 return
-            except StoreUnavailable as exc:
+            except (StoreUnavailable, StoreRejected) as exc:
                 self._store_is(False, str(exc))
-                log.error("store unreachable at start-up; waiting", extra={"error": str(exc)})
+                log.error("store not usable at start-up; waiting", extra={"error": str(exc)})
                 self.stop.wait(delay)
                 delay = min(delay * 2, self.settings.store_retry_max_seconds)
 
@@ -567,9 +576,9 @@ class ProjectorLoop:
         try:
             self.store.ping()
             self._store_is(True)
-        except StoreUnavailable as exc:
+        except (StoreUnavailable, StoreRejected) as exc:
             self._store_is(False, str(exc))
-            log.warning("store unreachable while idle", extra={"error": str(exc)})
+            log.warning("store not answering while idle", extra={"error": str(exc)})
 
     # -- held partitions -----------------------------------------------------
     def _hold(

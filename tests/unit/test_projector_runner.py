@@ -57,9 +57,10 @@ class Consumer:
 class Store:
     """Applies by planning alone; refuses any batch holding a poisoned commandId."""
 
-    def __init__(self, poisoned: set[str], outages: int = 0) -> None:
+    def __init__(self, poisoned: set[str], outages: int = 0, dead_pings: int = 0) -> None:
         self.poisoned = poisoned
         self.outages = outages
+        self.dead_pings = dead_pings
         self.applied: list[str] = []
 
     def apply(self, records: Sequence[CommandRecord]) -> BatchPlan:
@@ -72,7 +73,11 @@ class Store:
         return plan_batch(records, {}, {})
 
     def ping(self) -> None:
-        pass
+        if self.dead_pings:
+            self.dead_pings -= 1
+            if not self.dead_pings:
+                self.poisoned.clear()  # the store's database is back: the "refusal" is gone
+            raise StoreRejected("the store's own database is not answering")
 
 
 class DeadLetters:
@@ -183,6 +188,16 @@ def test_an_outage_is_retried_as_a_whole_and_never_isolated() -> None:
     assert projector.holds == {}
     assert consumer.commits == [{0: 2}]
     assert projector.health.store_ok
+
+
+def test_a_refusal_when_the_store_does_not_even_answer_a_ping_is_an_outage() -> None:
+    cmd = create(A)
+    store = Store({cmd.command_id}, dead_pings=2)
+    projector, consumer = loop(store)
+    assert projector._process([message(0, 0, cmd)], {})
+    assert projector.holds == {}  # retried as a whole, never held
+    assert store.applied == [cmd.command_id]
+    assert consumer.commits == [{0: 1}]
 
 
 def test_an_outage_ends_the_loop_without_commit_when_asked_to_stop() -> None:
