@@ -6,6 +6,8 @@ from dataclasses import replace
 from itertools import product
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from projector.domain import (
     ALLOWED_TRANSITIONS,
@@ -15,6 +17,7 @@ from projector.domain import (
     Rejected,
     decide,
     with_exception,
+    with_exception_moved,
 )
 from schemas.commands import Priority, Status
 from tests.unit.builders import ITEM, create, update
@@ -150,3 +153,51 @@ def test_rejection_appends_one_exception_and_changes_nothing_else() -> None:
         41,
     )
     assert entry.occurred_at == "2026-11-25T12:00:01.000Z"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    current=st.sampled_from(list(Status)),
+    version=st.integers(1, 5),
+    target=st.one_of(st.none(), st.sampled_from(list(Status))),
+    expected=st.one_of(st.none(), st.integers(1, 5)),
+    title=st.one_of(st.none(), st.text(min_size=1, max_size=5)),
+)
+def test_a_decision_either_bumps_the_version_by_one_or_changes_nothing(
+    current: Status, version: int, target: Status | None, expected: int | None, title: str | None
+) -> None:
+    state = replace(created(), status=current, version=version)
+    changes: dict[str, object] = {}
+    if target is not None:
+        changes["status"] = target
+    if title is not None:
+        changes["title"] = title
+    if not changes:
+        changes["assignee"] = None
+    command = update(expected=expected, **changes)
+    decision = decide(state, command)
+    if isinstance(decision, Applied):
+        assert decision.state.version == version + 1
+        assert decision.state.updated_at == "2026-11-25T12:00:01.000Z"
+        assert decision.state.created_at == state.created_at
+        assert decision.state.exceptions == state.exceptions
+    else:
+        assert decision.code in (Code.VERSION_CONFLICT, Code.INVALID_TRANSITION)
+        after = with_exception(state, command, LogPosition(0, 9), decision)
+        assert replace(after, exceptions=state.exceptions) == state
+        assert len(after.exceptions) == len(state.exceptions) + 1
+
+
+def test_a_re_sent_copy_moves_only_its_own_exception_entry() -> None:
+    state = created()
+    stale, illegal = update(expected=9, title="x"), update(status="open", expected=7)
+    for offset, command in ((3, stale), (4, illegal)):
+        decision = decide(state, command)
+        assert isinstance(decision, Rejected)
+        state = with_exception(state, command, LogPosition(1, offset), decision)
+    moved = with_exception_moved(state, stale.command_id, LogPosition(1, 8))
+    assert [(e.command_id, e.offset) for e in moved.exceptions] == [
+        (stale.command_id, 8),
+        (illegal.command_id, 4),
+    ]
+    assert replace(moved, exceptions=()) == replace(state, exceptions=())
