@@ -20,7 +20,6 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -140,7 +139,7 @@ class Rebuild:
             ranges=[{"partition": r.partition, "low": r.low, "end": r.end} for r in ranges],
         )
         if self.options.dry_run:
-            rate, _known = self._last_rate()
+            rate, _known = self.last_rate()
             result.estimate_seconds = round(total / rate, 1) if rate else None
             return result
         generation = self.options.into or new_generation_name()
@@ -288,7 +287,7 @@ class Rebuild:
             return str(older)
         return None
 
-    def _last_rate(self) -> tuple[float, bool]:
+    def last_rate(self) -> tuple[float, bool]:
         doc = self.db[META_COLLECTION].find_one({"_id": STATS_ID})
         if doc and doc.get("recordsPerSecond"):
             return float(doc["recordsPerSecond"]), True
@@ -326,5 +325,3 @@ def estimate_text(result: RebuildResult, known_rate: bool) -> str:
     basis = "from the last rebuild's rate" if known_rate else f"assuming {ASSUMED_RATE:,.0f}/s"
     return f"{result.estimate_seconds:,.1f} s ({basis})"
 
-
-ProgressFactory = Callable[[], Progress]

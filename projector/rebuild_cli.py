@@ -244,7 +244,7 @@ def report(result: RebuildResult, mode: Output, job: Rebuild) -> None:
         print(json.dumps(data), flush=True)
         return
     if result.generation is None:
-        _rate, known = job._last_rate()
+        _rate, known = job.last_rate()
         print(
             f"dry run: {result.records:,} records on the log; a rebuild should take "
             f"{estimate_text(result, known)}"
