@@ -324,4 +324,3 @@ def estimate_text(result: RebuildResult, known_rate: bool) -> str:
         return "unknown"
     basis = "from the last rebuild's rate" if known_rate else f"assuming {ASSUMED_RATE:,.0f}/s"
     return f"{result.estimate_seconds:,.1f} s ({basis})"
-
