@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from confluent_kafka.admin import AdminClient
 from pymongo import MongoClient
 
-from infra.topics import ensure_topics, topic_specs
 from servicekit.settings import CommonSettings
 from tests.support import services
+from tests.support.command_api import own_topics
 
 
 @pytest.fixture(scope="session")
@@ -55,24 +53,8 @@ class Stack:
 def stack(
     kafka_bootstrap: str, mongodb_uri: str, mongo: MongoClient, tmp_path: Path
 ) -> Iterator[Stack]:
-    suffix = uuid.uuid4().hex[:10]
-    env = {
-        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-        "MONGODB_URI": mongodb_uri,
-        "MONGODB_DATABASE": f"test_{suffix}",
-        "COMMANDS_TOPIC": f"test-{suffix}.commands",
-        "DLQ_TOPIC": f"test-{suffix}.commands.dlq",
-        "COMMANDS_PARTITIONS": "3",
-        "CONSUMER_GROUP": f"test-{suffix}-projector",
-        "LOG_LEVEL": "INFO",
-    }
-    settings = CommonSettings(
-        **{k.lower(): v for k, v in env.items() if k.lower() in CommonSettings.model_fields}
-    )
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
-    ensure_topics(admin, topic_specs(settings))
-    yield Stack(settings, env, tmp_path)
-    admin.delete_topics([settings.commands_topic, settings.dlq_topic])
+    with own_topics(kafka_bootstrap, mongodb_uri) as (settings, env):
+        yield Stack(settings, env, tmp_path)
     mongo.drop_database(settings.mongodb_database)
 
 
