@@ -61,6 +61,8 @@ CLUSTER_BOOTSTRAP="localhost:19092,localhost:19094,localhost:19096"
 CLUSTER_VOTERS="1@localhost:19093,2@localhost:19095,3@localhost:19097"
 
 say() { printf 'kafka.sh: %s\n' "$*"; }
+# shellcheck source=infra/stop_wait.sh
+source "$REPO/infra/stop_wait.sh"
 die() { printf 'kafka.sh: ERROR: %s\n' "$*" >&2; exit 1; }
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
@@ -450,7 +452,7 @@ start_nodes() {
 
 # Stop node(s) given as arguments, in parallel: SIGTERM, bounded wait, SIGKILL.
 stop_nodes() {
-    local n pid t0 pids=() names=() deadline i alive
+    local n pid t0 pids=() names=() i
     t0="$(now)"
     for n in "$@"; do
         pid="$(node_pid "$n")"
@@ -468,23 +470,7 @@ stop_nodes() {
         say "$n: SIGTERM sent (pid $pid)"
     done
     (( ${#pids[@]} )) || return 0
-    deadline=$(( $(date +%s) + STOP_TIMEOUT ))
-    while :; do
-        alive=0
-        for i in "${!pids[@]}"; do kill -0 "${pids[$i]}" 2>/dev/null && alive=1; done
-        (( alive )) || break
-        if (( $(date +%s) >= deadline )); then
-            for i in "${!pids[@]}"; do
-                if kill -0 "${pids[$i]}" 2>/dev/null; then
-                    say "${names[$i]}: still running after ${STOP_TIMEOUT} s, sending SIGKILL"
-                    kill -KILL -- "-${pids[$i]}" 2>/dev/null || kill -KILL "${pids[$i]}" 2>/dev/null || true
-                fi
-            done
-            sleep 0.5
-            break
-        fi
-        sleep 0.2
-    done
+    wait_or_kill "$STOP_TIMEOUT" pids names
     for i in "${!pids[@]}"; do rm -f "$(node_pidfile "${names[$i]}")"; done
     say "stopped ${names[*]} in $(elapsed "$t0") s"
 }

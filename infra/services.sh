@@ -27,6 +27,8 @@ STOP_TIMEOUT="${SERVICES_STOP_TIMEOUT:-20}"
 ALL=(command-api query-api projector)
 
 say() { printf 'services.sh: %s\n' "$*"; }
+# shellcheck source=infra/stop_wait.sh
+source "$REPO/infra/stop_wait.sh"
 die() { printf 'services.sh: ERROR: %s\n' "$*" >&2; exit 1; }
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
@@ -141,7 +143,7 @@ cmd_start() {
 }
 
 cmd_stop() {
-    local s pid t0 pids=() names=() deadline i alive
+    local s pid t0 pids=() names=() i
     t0="$(now)"
     for s in "$@"; do
         pid="$(svc_pid "$s")"
@@ -156,23 +158,7 @@ cmd_stop() {
         say "$s: SIGTERM sent (pid $pid)"
     done
     if (( ${#pids[@]} == 0 )); then say "nothing running"; return 0; fi
-    deadline=$(( $(date +%s) + STOP_TIMEOUT ))
-    while :; do
-        alive=0
-        for i in "${!pids[@]}"; do kill -0 "${pids[$i]}" 2>/dev/null && alive=1; done
-        (( alive )) || break
-        if (( $(date +%s) >= deadline )); then
-            for i in "${!pids[@]}"; do
-                if kill -0 "${pids[$i]}" 2>/dev/null; then
-                    say "${names[$i]}: still running after ${STOP_TIMEOUT} s, sending SIGKILL"
-                    kill -KILL -- "-${pids[$i]}" 2>/dev/null || kill -KILL "${pids[$i]}" 2>/dev/null || true
-                fi
-            done
-            sleep 0.5
-            break
-        fi
-        sleep 0.2
-    done
+    wait_or_kill "$STOP_TIMEOUT" pids names
     # Leftover children in the groups (none expected).
     for i in "${!pids[@]}"; do
         kill -KILL -- "-${pids[$i]}" 2>/dev/null || true
