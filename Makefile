@@ -17,7 +17,7 @@ VENV_STAMP := $(VENV)/.installed
 # Python for creating the venv: 3.11 when installed, else python3 (must be >= 3.11).
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3 2>/dev/null)
 
-LINT_PACKAGES := command_api projector query_api schemas servicekit infra
+LINT_PACKAGES := domain command_api projector query_api schemas servicekit infra
 PYTEST_ARGS ?=
 # Where `make test` leaves pytest's exit code (read by .ci/run: 5 = no tests).
 PYTEST_RC_FILE ?= $(REPO)/.infra/pytest.rc

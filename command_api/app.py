@@ -17,8 +17,8 @@ from pydantic import BaseModel, ValidationError
 
 from command_api import metrics
 from command_api.body import read_json_object
-from command_api.commands import build_command, create_payload, update_payload
 from command_api.headers import WriteHeaders, header_parameters, write_headers
+from command_api.payloads import create_payload, update_payload
 from command_api.publisher import CommandPublisher, LogUnavailable, producer_config
 from command_api.requests import (
     CreateActionItemRequest,
@@ -27,8 +27,9 @@ from command_api.requests import (
 )
 from command_api.responses import Accepted, LogUnavailableProblem, write_responses
 from command_api.settings import CommandApiSettings
+from domain.commands import CommandEnvelope
+from domain.identity import build_command
 from schemas.codec import CommandCodec
-from schemas.commands import CommandEnvelope
 from schemas.partitioning import partition_for
 from servicekit.consistency import ConsistencyToken
 from servicekit.logs import configure_logging

@@ -8,15 +8,22 @@ date) are stated in the field's description and enforced here.
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr
 
-from schemas.commands import Priority, Status
-
-TITLE_MAX = 200
-DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"  # ASCII digits only (\d would take any script)
+from domain.commands import Priority, Status
+from domain.limits import (
+    ASSIGNEE_MAX,
+    DATE_PATTERN,
+    DESCRIPTION_MAX,
+    TAG_MAX,
+    TAGS_MAX,
+    TITLE_MAX,
+    real_date,
+    trimmed_title,
+    unique,
+)
 
 Title = Annotated[
     StrictStr,
@@ -25,10 +32,11 @@ Title = Annotated[
         description=f"1..{TITLE_MAX} characters after trimming surrounding whitespace",
         examples=["Write the runbook"],
     ),
+    AfterValidator(trimmed_title),
 ]
-Description = Annotated[StrictStr, Field(max_length=10_000)]
-Assignee = Annotated[StrictStr, Field(min_length=1, max_length=200)]
-Tag = Annotated[StrictStr, Field(min_length=1, max_length=50)]
+Description = Annotated[StrictStr, Field(max_length=DESCRIPTION_MAX)]
+Assignee = Annotated[StrictStr, Field(min_length=1, max_length=ASSIGNEE_MAX)]
+Tag = Annotated[StrictStr, Field(min_length=1, max_length=TAG_MAX)]
 DueDate = Annotated[
     StrictStr,
     Field(
@@ -37,32 +45,15 @@ DueDate = Annotated[
         examples=["2026-12-31"],
         json_schema_extra={"format": "date"},
     ),
+    AfterValidator(real_date),
 ]
 Tags = Annotated[
     list[Tag],
-    Field(max_length=20, description="no duplicates", json_schema_extra={"uniqueItems": True}),
+    Field(
+        max_length=TAGS_MAX, description="no duplicates", json_schema_extra={"uniqueItems": True}
+    ),
+    AfterValidator(unique),
 ]
-
-
-def trimmed_title(value: str) -> str:
-    trimmed = value.strip()
-    if not 1 <= len(trimmed) <= TITLE_MAX:
-        raise ValueError(f"must be 1..{TITLE_MAX} characters after trimming")
-    return trimmed
-
-
-def real_date(value: str) -> str:
-    try:
-        date.fromisoformat(value)
-    except ValueError:
-        raise ValueError("must be a real calendar date (YYYY-MM-DD)") from None
-    return value
-
-
-def unique(tags: list[str]) -> list[str]:
-    if len(set(tags)) != len(tags):
-        raise ValueError("tags must not repeat")
-    return tags
 
 
 class _Strict(BaseModel):
@@ -78,21 +69,6 @@ class CreateActionItemRequest(_Strict):
     priority: Priority = Priority.NORMAL
     dueDate: DueDate | None = None
     tags: Tags = Field(default_factory=list)
-
-    @field_validator("title")
-    @classmethod
-    def _title(cls, value: str) -> str:
-        return trimmed_title(value)
-
-    @field_validator("dueDate")
-    @classmethod
-    def _date(cls, value: str | None) -> str | None:
-        return real_date(value) if value is not None else None
-
-    @field_validator("tags")
-    @classmethod
-    def _tags(cls, value: list[str]) -> list[str]:
-        return unique(value)
 
 
 NOT_NULLABLE = ("title", "priority", "status", "tags")
@@ -130,21 +106,6 @@ class UpdateActionItemRequest(BaseModel):
     dueDate: DueDate | None = None
     tags: Tags | None = None
     status: Status | None = None
-
-    @field_validator("title")
-    @classmethod
-    def _title(cls, value: str | None) -> str | None:
-        return trimmed_title(value) if value is not None else None
-
-    @field_validator("dueDate")
-    @classmethod
-    def _date(cls, value: str | None) -> str | None:
-        return real_date(value) if value is not None else None
-
-    @field_validator("tags")
-    @classmethod
-    def _tags(cls, value: list[str] | None) -> list[str] | None:
-        return unique(value) if value is not None else None
 
 
 def merge_patch_violations(data: dict[str, Any]) -> list[dict[str, str]]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import Any
 
-from projector.batch import CommandOutcome, StoredItem
-from projector.domain import ActionItem, Code, ExceptionEntry, LogPosition
-from schemas.commands import Priority, Status
+from domain.commands import Priority, Status
+from domain.planning import CommandOutcome, StoredItem
+from domain.rules import ActionItem, Code, ExceptionEntry, LogPosition
 
 
 def exception_doc(entry: ExceptionEntry) -> dict[str, Any]:

@@ -34,9 +34,9 @@ from confluent_kafka import (
 )
 from pymongo import monitoring
 
+from domain.planning import BatchPlan, CommandRecord
+from domain.rules import LogPosition
 from projector import metrics
-from projector.batch import BatchPlan, CommandRecord
-from projector.domain import LogPosition
 from projector.handover import HandoverGate
 from projector.settings import ProjectorSettings
 from projector.store import ProjectionStore, StoreRejected, StoreUnavailable

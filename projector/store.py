@@ -26,9 +26,9 @@ from pymongo import InsertOne, MongoClient, ReplaceOne, UpdateOne
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, ConnectionFailure, PyMongoError
 
-from projector.batch import BatchPlan, CommandRecord, ItemWrite, StatusMove, plan_batch
+from domain.planning import BatchPlan, CommandRecord, ItemWrite, StatusMove, plan_batch
+from domain.rules import LogPosition
 from projector.documents import item_doc, item_from, status_doc
-from projector.domain import LogPosition
 from servicekit.read_model import ReadModel, active_read_model
 
 log = logging.getLogger("projector.store")

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pymongo import MongoClient
 
+from domain.commands import Priority, Status
 from query_api.conditional import etag, none_match_hits
 from query_api.consistency import ProjectionWatcher
 from query_api.cursor import BadCursor, Cursor, filters_digest
@@ -22,7 +23,6 @@ from query_api.metrics import LatencyMiddleware
 from query_api.models import ActionItem, ActionItemPage, CommandStatus, Health, Ready
 from query_api.repository import ReadRepository, StoreUnavailable
 from query_api.settings import QueryApiSettings
-from schemas.commands import Priority, Status
 from servicekit.consistency import BadToken, ConsistencyToken
 from servicekit.logs import configure_logging
 from servicekit.openapi import install_openapi, problem_responses

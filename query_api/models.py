@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.commands import Priority, Status
+from domain.commands import Priority, Status
 
 Timestamp = Annotated[
     str, Field(description="UTC, ISO 8601 with milliseconds", examples=["2026-11-25T10:00:00.000Z"])

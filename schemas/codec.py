@@ -20,7 +20,7 @@ from typing import Any
 import fastavro
 from fastavro.schema import to_parsing_canonical_form
 
-from schemas.commands import (
+from domain.commands import (
     CommandEnvelope,
     CreateActionItem,
     Priority,

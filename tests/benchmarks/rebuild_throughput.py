@@ -18,12 +18,12 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 from pymongo import MongoClient
 
+from domain.commands import CommandEnvelope, CreateActionItem, Priority, Status, UpdateActionItem
 from infra.topics import ensure_topics, topic_specs
 from projector.log_reader import LogReader
 from projector.rebuild import Rebuild, RebuildOptions
 from projector.rebuild_cli import LineProgress
 from schemas.codec import CommandCodec
-from schemas.commands import CommandEnvelope, CreateActionItem, Priority, Status, UpdateActionItem
 from schemas.partitioning import partition_for
 from servicekit.settings import CommonSettings
 

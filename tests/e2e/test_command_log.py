@@ -18,15 +18,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from command_api.commands import key_hash, payload_hash
-from schemas.codec import writer_schema
-from schemas.commands import (
+from domain.commands import (
     CommandEnvelope,
     CreateActionItem,
     Priority,
     Status,
     UpdateActionItem,
 )
+from domain.identity import key_hash, payload_hash
+from schemas.codec import writer_schema
 from schemas.partitioning import partition_for
 from servicekit.consistency import ConsistencyToken
 from tests.support.command_api import CommandApi, own_topics, running_command_api

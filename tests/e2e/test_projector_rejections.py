@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 from pymongo import MongoClient
 
-from schemas.commands import CommandEnvelope, CreateActionItem
+from domain.commands import CommandEnvelope, CreateActionItem
 from servicekit.consistency import ConsistencyToken
 from tests.conftest import RunningSystem
 from tests.support.projector_log import produce_one, read_log

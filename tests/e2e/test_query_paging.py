@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from schemas.commands import Priority, Status
+from domain.commands import Priority, Status
 from tests.conftest import RunningSystem
 from tests.support.query_traffic import Model, Updater, latest_tokens, send_all
 

@@ -29,7 +29,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from projector.domain import ActionItem
+from domain.rules import ActionItem
 from query_api.cursor import Cursor, filters_digest
 from query_api.listing import FILTER_FIELDS
 from servicekit.consistency import ConsistencyToken

@@ -18,8 +18,8 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 from pymongo import MongoClient
 
+from domain.commands import CommandEnvelope, CreateActionItem
 from schemas.codec import CommandCodec
-from schemas.commands import CommandEnvelope, CreateActionItem
 from servicekit.read_model import active_generation
 from tests.conftest import RunningSystem, Stack
 from tests.support.rebuild_oracle import (

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 from pymongo import MongoClient
 
-from projector.batch import CommandRecord
-from projector.domain import LogPosition
+from domain.planning import CommandRecord
+from domain.rules import LogPosition
 from projector.store import ProjectionStore, StoreRejected, StoreUnavailable
 from schemas.partitioning import partition_for
 from servicekit.read_model import ReadModel, active_read_model

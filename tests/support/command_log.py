@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, TopicPartition
 
+from domain.commands import CommandEnvelope
 from schemas.codec import CommandCodec
-from schemas.commands import CommandEnvelope
 
 
 @dataclass(frozen=True)

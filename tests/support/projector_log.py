@@ -16,8 +16,8 @@ from datetime import UTC, datetime, timedelta
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
+from domain.commands import CommandEnvelope, CreateActionItem, Priority, Status, UpdateActionItem
 from schemas.codec import CommandCodec
-from schemas.commands import CommandEnvelope, CreateActionItem, Priority, Status, UpdateActionItem
 from schemas.partitioning import partition_for
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)

@@ -14,17 +14,18 @@ from typing import Any
 
 from pymongo.database import Database
 
-from projector.batch import CommandRecord, StoredItem
-from projector.documents import item_from
-from projector.domain import (
+from domain.planning import CommandRecord, StoredItem
+from domain.rules import (
     Applied,
     LogPosition,
     Rejected,
     decide,
+    exception_entry,
     timestamp,
     with_exception,
     with_exception_moved,
 )
+from projector.documents import item_from
 from schemas.codec import CommandCodec, DecodeError
 from servicekit.read_model import ReadModel, active_read_model
 from tests.support.projector_log import LogRecord
@@ -110,7 +111,7 @@ def fold_commands(records: Sequence[CommandRecord]) -> ExpectedModel:
             }
             if current is not None:
                 model.items[command.action_item_id] = StoredItem(
-                    with_exception(current.state, command, position, decision),
+                    with_exception(current.state, exception_entry(command, position, decision)),
                     position.partition,
                     position.offset,
                 )

@@ -18,10 +18,10 @@ from typing import Any
 from pymongo import MongoClient, monitoring
 from pymongo.database import Database
 
-from projector.batch import StoredItem
+from domain.commands import Priority, Status
+from domain.planning import StoredItem
+from domain.rules import ActionItem, Code, ExceptionEntry, timestamp
 from projector.documents import item_doc
-from projector.domain import ActionItem, Code, ExceptionEntry, timestamp
-from schemas.commands import Priority, Status
 from servicekit.read_model import ReadModel, active_read_model
 
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)

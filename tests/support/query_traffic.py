@@ -11,8 +11,8 @@ from typing import Any
 
 import httpx
 
-from projector.domain import ALLOWED_TRANSITIONS
-from schemas.commands import Priority, Status
+from domain.commands import Priority, Status
+from domain.rules import ALLOWED_TRANSITIONS
 from servicekit.consistency import ConsistencyToken
 
 

@@ -11,9 +11,9 @@ import httpx
 from confluent_kafka import Consumer, TopicPartition
 from pymongo.database import Database
 
-from projector.batch import CommandRecord, plan_batch, settled_outcomes
+from domain.planning import CommandRecord, plan_batch, settled_outcomes
+from domain.rules import LogPosition
 from projector.documents import item_doc, status_doc
-from projector.domain import LogPosition
 from schemas.codec import CommandCodec, DecodeError
 from servicekit.read_model import ReadModel, active_generation
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from schemas.commands import CommandEnvelope, CreateActionItem, Priority, Status, UpdateActionItem
+from domain.commands import CommandEnvelope, CreateActionItem, Priority, Status, UpdateActionItem
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 ITEM = "11111111-1111-4111-8111-111111111111"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from projector.batch import CommandRecord, plan_batch, settled_outcomes
-from projector.domain import Code, LogPosition
+from domain.planning import CommandRecord, plan_batch, settled_outcomes
+from domain.rules import Code, LogPosition
 from tests.unit.builders import ITEM, create, update
 
 OTHER = "22222222-2222-4222-8222-222222222222"

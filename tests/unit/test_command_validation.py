@@ -9,14 +9,15 @@ from pydantic import ValidationError
 from starlette.datastructures import Headers
 
 from command_api.body import media_type_problem, parse_json_object
-from command_api.commands import build_command, create_payload, key_hash, update_payload
 from command_api.headers import ANONYMOUS, write_headers
+from command_api.payloads import create_payload, update_payload
 from command_api.requests import (
     CreateActionItemRequest,
     UpdateActionItemRequest,
     merge_patch_violations,
 )
-from schemas.commands import CommandEnvelope
+from domain.commands import CommandEnvelope
+from domain.identity import build_command, key_hash
 from servicekit.problems import Problem
 
 ITEM = "0c0377a8-8dee-54d3-8e5b-7fabadddde0e"

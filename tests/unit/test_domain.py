@@ -9,17 +9,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from projector.domain import (
+from domain.commands import Priority, Status
+from domain.rules import (
     ALLOWED_TRANSITIONS,
     Applied,
     Code,
     LogPosition,
     Rejected,
     decide,
+    exception_entry,
     with_exception,
     with_exception_moved,
 )
-from schemas.commands import Priority, Status
 from tests.unit.builders import ITEM, create, update
 
 ALLOWED = {
@@ -143,7 +144,7 @@ def test_rejection_appends_one_exception_and_changes_nothing_else() -> None:
     command = update(expected=7, title="x")
     decision = decide(state, command)
     assert isinstance(decision, Rejected)
-    after = with_exception(state, command, LogPosition(2, 41), decision)
+    after = with_exception(state, exception_entry(command, LogPosition(2, 41), decision))
     assert replace(after, exceptions=()) == state
     (entry,) = after.exceptions
     assert (entry.command_id, entry.code, entry.partition, entry.offset) == (
@@ -183,7 +184,7 @@ def test_a_decision_either_bumps_the_version_by_one_or_changes_nothing(
         assert decision.state.exceptions == state.exceptions
     else:
         assert decision.code in (Code.VERSION_CONFLICT, Code.INVALID_TRANSITION)
-        after = with_exception(state, command, LogPosition(0, 9), decision)
+        after = with_exception(state, exception_entry(command, LogPosition(0, 9), decision))
         assert replace(after, exceptions=state.exceptions) == state
         assert len(after.exceptions) == len(state.exceptions) + 1
 
@@ -194,7 +195,7 @@ def test_a_re_sent_copy_moves_only_its_own_exception_entry() -> None:
     for offset, command in ((3, stale), (4, illegal)):
         decision = decide(state, command)
         assert isinstance(decision, Rejected)
-        state = with_exception(state, command, LogPosition(1, offset), decision)
+        state = with_exception(state, exception_entry(command, LogPosition(1, offset), decision))
     moved = with_exception_moved(state, stale.command_id, LogPosition(1, 8))
     assert [(e.command_id, e.offset) for e in moved.exceptions] == [
         (stale.command_id, 8),

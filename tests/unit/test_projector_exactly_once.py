@@ -17,10 +17,10 @@ from typing import Any
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
-from projector.batch import CommandRecord, StoredItem, plan_batch
+from domain.commands import CommandEnvelope, Status
+from domain.planning import CommandRecord, StoredItem, plan_batch
+from domain.rules import LogPosition
 from projector.documents import status_doc
-from projector.domain import LogPosition
-from schemas.commands import CommandEnvelope, Status
 from schemas.partitioning import partition_for
 from tests.support.projector_model import fold_commands
 from tests.unit.builders import T0, create, update

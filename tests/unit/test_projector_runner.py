@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from confluent_kafka import Message, TopicPartition
 
-from projector.batch import BatchPlan, CommandRecord, plan_batch
-from projector.domain import LogPosition
+from domain.planning import BatchPlan, CommandRecord, plan_batch
+from domain.rules import LogPosition
 from projector.runner import (
     DeadLetterUnavailable,
     Health,

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from projector.domain import timestamp
+from domain.rules import timestamp
 from query_api.cursor import BadCursor, Cursor, filters_digest
 from tests.support.query_data import T0
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from domain.commands import CommandEnvelope
 from schemas.codec import AVRO_DIR, CommandCodec, SchemaVersion, schema_versions, writer_schema
-from schemas.commands import CommandEnvelope
 from tests.unit.builders import create, update
 
 # Pinned: a changed v1 fingerprint means someone edited a schema that records on

@@ -18,8 +18,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from command_api.requests import CreateActionItemRequest, UpdateActionItemRequest
-from schemas.commands import CommandEnvelope, CreateActionItem, Payload, UpdateActionItem
+from domain.commands import CommandEnvelope, Payload
 
 NAMESPACE = uuid.UUID("6f1b5c2e-8a43-4d0b-9a57-2d3b1f0c7e11")
 
@@ -34,26 +33,6 @@ def key_hash(caller: str, idempotency_key: str) -> str:
 
 def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def create_payload(request: CreateActionItemRequest) -> CreateActionItem:
-    return CreateActionItem(
-        title=request.title,
-        description=request.description,
-        assignee=request.assignee,
-        priority=request.priority,
-        dueDate=request.dueDate,
-        tags=tuple(request.tags),
-    )
-
-
-def update_payload(request: UpdateActionItemRequest) -> UpdateActionItem:
-    fields = frozenset(request.model_fields_set)
-    return UpdateActionItem(
-        fields_set=fields,
-        **{name: getattr(request, name) for name in fields if name != "tags"},
-        tags=tuple(request.tags) if request.tags is not None else None,
-    )
 
 
 def payload_hash(

@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
 
-from schemas.commands import CommandEnvelope, CreateActionItem, Priority, Status
+from domain.commands import CommandEnvelope, CreateActionItem, Priority, Status
 
 
 class Code(StrEnum):
@@ -163,11 +163,11 @@ def _updated(state: ActionItem, command: CommandEnvelope, changes: dict[str, obj
     )
 
 
-def with_exception(
-    state: ActionItem, command: CommandEnvelope, position: LogPosition, rejected: Rejected
-) -> ActionItem:
-    """The Exceptions node gets one entry; nothing else on the item changes."""
-    entry = ExceptionEntry(
+def exception_entry(
+    command: CommandEnvelope, position: LogPosition, rejected: Rejected
+) -> ExceptionEntry:
+    """The one place an Exceptions entry is made: what was refused, why, where on the log."""
+    return ExceptionEntry(
         command_id=command.command_id,
         code=rejected.code,
         message=rejected.message,
@@ -175,6 +175,10 @@ def with_exception(
         partition=position.partition,
         offset=position.offset,
     )
+
+
+def with_exception(state: ActionItem, entry: ExceptionEntry) -> ActionItem:
+    """The Exceptions node gets one entry; nothing else on the item changes."""
     return replace(state, exceptions=(*state.exceptions, entry))
 
 

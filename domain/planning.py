@@ -18,18 +18,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
-from projector.domain import (
+from domain.commands import CommandEnvelope
+from domain.rules import (
     ActionItem,
     Applied,
     ExceptionEntry,
     LogPosition,
     Rejected,
     decide,
+    exception_entry,
     timestamp,
     with_exception,
     with_exception_moved,
 )
-from schemas.commands import CommandEnvelope
 
 
 @dataclass(frozen=True)
@@ -178,16 +179,9 @@ def _project(
         )
         return outcome, decision.state
     assert isinstance(decision, Rejected)
-    entry = ExceptionEntry(
-        command_id=command.command_id,
-        code=decision.code,
-        message=decision.message,
-        occurred_at=processed_at,
-        partition=position.partition,
-        offset=position.offset,
-    )
+    entry = exception_entry(command, position, decision)
     outcome = CommandOutcome(
         command.command_id, command.action_item_id, "rejected", entry, processed_at, position
     )
-    new_state = with_exception(state, command, position, decision) if state is not None else None
+    new_state = with_exception(state, entry) if state is not None else None
     return outcome, new_state

@@ -1,0 +1,1 @@
+"""The rules of ActionItems: commands, their limits, what they do to an item. Pure: no I/O."""

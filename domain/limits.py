@@ -1,0 +1,40 @@
+"""The contract's limits on a command's fields, and the checks a JSON Schema cannot state.
+
+The HTTP request models (command_api/requests.py) publish these limits in
+their schema and run these checks; nothing here knows about HTTP.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+TITLE_MAX = 200
+DESCRIPTION_MAX = 10_000
+ASSIGNEE_MAX = 200
+TAG_MAX = 50
+TAGS_MAX = 20
+DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"  # ASCII digits only (\d would take any script)
+
+
+def trimmed_title(value: str) -> str:
+    """The title without surrounding whitespace; 1..TITLE_MAX characters or ValueError."""
+    trimmed = value.strip()
+    if not 1 <= len(trimmed) <= TITLE_MAX:
+        raise ValueError(f"must be 1..{TITLE_MAX} characters after trimming")
+    return trimmed
+
+
+def real_date(value: str) -> str:
+    """A YYYY-MM-DD that is a real calendar date, or ValueError."""
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        raise ValueError("must be a real calendar date (YYYY-MM-DD)") from None
+    return value
+
+
+def unique(tags: list[str]) -> list[str]:
+    """The tags, or ValueError when one repeats."""
+    if len(set(tags)) != len(tags):
+        raise ValueError("tags must not repeat")
+    return tags
