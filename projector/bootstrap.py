@@ -23,9 +23,10 @@ from projector.runner import (
 )
 from projector.settings import ProjectorSettings
 from projector.store import ProjectionStore
+from servicekit.store_types import StoreClient
 
 
-def mongo_client(settings: ProjectorSettings, health: Health | None = None) -> MongoClient:
+def mongo_client(settings: ProjectorSettings, health: Health | None = None) -> StoreClient:
     return MongoClient(
         settings.mongodb_uri,
         serverSelectionTimeoutMS=settings.mongodb_timeout_ms,
@@ -45,7 +46,7 @@ class Projector:
     loop: ProjectorLoop
     health: Health
     stop: threading.Event
-    client: MongoClient
+    client: StoreClient
     dead_letter_producer: Producer
 
     def run(self) -> None:

@@ -20,10 +20,10 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
 from servicekit.read_model import META_COLLECTION
+from servicekit.store_types import StoreDatabase
 
 log = logging.getLogger("projector.handover")
 CONTROL_ID = "handover"
@@ -35,7 +35,7 @@ LIVE_WITHIN_SECONDS = 10.0
 class HandoverControl:
     """The store side of the handshake: one control document and one document per projector."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: StoreDatabase) -> None:
         self._meta = db[META_COLLECTION]
         self._members = db[MEMBERS_COLLECTION]
 

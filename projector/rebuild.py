@@ -25,7 +25,6 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from confluent_kafka import Message
-from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
 from projector.handover import HandoverControl
@@ -41,6 +40,7 @@ from servicekit.read_model import (
     active_generation,
     swap_active_generation,
 )
+from servicekit.store_types import StoreClient
 
 log = logging.getLogger("projector.rebuild")
 STATS_ID = "last_rebuild"
@@ -113,7 +113,7 @@ def new_generation_name() -> str:
 class Rebuild:
     def __init__(
         self,
-        client: MongoClient,
+        client: StoreClient,
         database: str,
         reader: LogReader,
         progress: Progress,

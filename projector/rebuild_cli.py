@@ -31,6 +31,7 @@ from projector.settings import ProjectorSettings
 from projector.store import StoreUnavailable
 from servicekit.logs import configure_logging
 from servicekit.settings import load_settings
+from servicekit.store_types import StoreClient
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -196,7 +197,7 @@ def rebuild(
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    client: MongoClient = MongoClient(
+    client: StoreClient = MongoClient(
         settings.mongodb_uri, serverSelectionTimeoutMS=settings.mongodb_timeout_ms
     )
     reader = LogReader(settings.kafka_bootstrap_servers, settings.commands_topic)

@@ -22,14 +22,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from pymongo import InsertOne, MongoClient, ReplaceOne, UpdateOne
-from pymongo.collection import Collection
+from pymongo import InsertOne, ReplaceOne, UpdateOne
 from pymongo.errors import BulkWriteError, ConnectionFailure, PyMongoError
 
 from domain.planning import BatchPlan, CommandRecord, ItemWrite, StatusMove, plan_batch
 from domain.rules import LogPosition
 from projector.documents import item_doc, item_from, status_doc
 from servicekit.read_model import ReadModel, active_read_model
+from servicekit.store_types import StoreClient, StoreCollection, WriteOp
 
 log = logging.getLogger("projector.store")
 DUPLICATE_KEY = 11000
@@ -39,7 +39,7 @@ CHUNK = 200
 _ID_INDEX = re.compile(r"index:? '?_id_'?(\s|$)", re.IGNORECASE)
 
 T = TypeVar("T")
-Op = InsertOne | ReplaceOne | UpdateOne
+Op = WriteOp
 
 
 def status_move_ops(move: StatusMove) -> list[UpdateOne]:
@@ -92,7 +92,7 @@ class BulkOutcome:
 class ProjectionStore:
     def __init__(
         self,
-        client: MongoClient,
+        client: StoreClient,
         database: str,
         generation: str | None = None,
         write_concurrency: int = 4,
@@ -216,7 +216,7 @@ class ProjectionStore:
             return False
         return True
 
-    def _bulk(self, collection: Collection, ops: list[Op]) -> BulkOutcome:
+    def _bulk(self, collection: StoreCollection, ops: list[Op]) -> BulkOutcome:
         """Unordered bulk write, in concurrent chunks; write errors are returned, not raised."""
         if not ops:
             return BulkOutcome()
@@ -242,7 +242,7 @@ class ProjectionStore:
             )
 
 
-def _bulk_chunk(collection: Collection, ops: list[Op]) -> BulkOutcome:
+def _bulk_chunk(collection: StoreCollection, ops: list[Op]) -> BulkOutcome:
     try:
         result = collection.bulk_write(ops, ordered=False)
         return BulkOutcome(result.matched_count)

@@ -28,6 +28,7 @@ from servicekit.logs import configure_logging
 from servicekit.openapi import install_openapi, problem_responses
 from servicekit.problems import Problem, install_problem_handlers, validation_problem
 from servicekit.settings import load_settings
+from servicekit.store_types import StoreClient
 
 log = logging.getLogger("query_api")
 T = TypeVar("T")
@@ -101,7 +102,7 @@ class QueryService:
 
 
 def create_app(
-    settings: QueryApiSettings | None = None, client: MongoClient | None = None
+    settings: QueryApiSettings | None = None, client: StoreClient | None = None
 ) -> FastAPI:
     settings = settings or load_settings(QueryApiSettings)
     configure_logging("query_api", settings.log_level)

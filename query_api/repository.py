@@ -14,11 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
 from query_api.listing import ORDER, ListQuery, store_filter
 from servicekit.read_model import ReadModel, active_generation
+from servicekit.store_types import StoreClient
 
 log = logging.getLogger("query_api.repository")
 PUBLIC_ITEM_FIELDS = {"_log": 0, "_idem": 0}
@@ -53,7 +53,7 @@ class Page:
 
 
 class ReadRepository:
-    def __init__(self, client: MongoClient, database: str, cache_seconds: float) -> None:
+    def __init__(self, client: StoreClient, database: str, cache_seconds: float) -> None:
         self._client = client
         self._db = client[database]
         self._cache_seconds = cache_seconds

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pymongo import ASCENDING
-from pymongo.collection import Collection
-from pymongo.database import Database
+
+from servicekit.store_types import StoreCollection, StoreDatabase
 
 META_COLLECTION = "read_model_meta"
 POINTER_ID = "active"
@@ -23,22 +23,22 @@ INITIAL_GENERATION = "g0"
 class ReadModel:
     """The collections of one generation."""
 
-    db: Database
+    db: StoreDatabase
     generation: str
 
     def _name(self, base: str) -> str:
         return f"{base}_{self.generation}"
 
     @property
-    def items(self) -> Collection:
+    def items(self) -> StoreCollection:
         return self.db[self._name("action_items")]
 
     @property
-    def commands(self) -> Collection:
+    def commands(self) -> StoreCollection:
         return self.db[self._name("command_status")]
 
     @property
-    def positions(self) -> Collection:
+    def positions(self) -> StoreCollection:
         return self.db[self._name("projector_positions")]
 
     def collection_names(self) -> list[str]:
@@ -57,16 +57,16 @@ class ReadModel:
             self.db.drop_collection(name)
 
 
-def active_generation(db: Database) -> str:
+def active_generation(db: StoreDatabase) -> str:
     pointer = db[META_COLLECTION].find_one({"_id": POINTER_ID})
     return str(pointer["generation"]) if pointer else INITIAL_GENERATION
 
 
-def active_read_model(db: Database) -> ReadModel:
+def active_read_model(db: StoreDatabase) -> ReadModel:
     return ReadModel(db, active_generation(db))
 
 
-def swap_active_generation(db: Database, generation: str) -> str | None:
+def swap_active_generation(db: StoreDatabase, generation: str) -> str | None:
     """Point readers and writers at another generation; returns the previous one."""
     before = db[META_COLLECTION].find_one_and_update(
         {"_id": POINTER_ID},
