@@ -9,14 +9,14 @@ another query.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+from servicekit.tokens import BadTokenText, decode_token, encode_token
 
 # The read model's timestamps are ISO 8601 ("2026-11-25T10:00:00.000Z"); the
 # cursor accepts only characters that can occur in one, so it is never more
@@ -43,17 +43,13 @@ class Cursor:
     digest: str
 
     def encode(self) -> str:
-        raw = json.dumps([self.created_at, self.item_id, self.digest], separators=(",", ":"))
-        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+        return encode_token([self.created_at, self.item_id, self.digest])
 
     @classmethod
     def decode(cls, text: str) -> Cursor:
         """Parse a cursor; BadCursor for anything that is not exactly what encode() makes."""
-        if not 1 <= len(text) <= MAX_CURSOR_LENGTH:
-            raise BadCursor("malformed cursor")
         try:
-            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-            fields = json.loads(raw)
+            fields = decode_token(text, MAX_CURSOR_LENGTH)
             if not isinstance(fields, list) or len(fields) != 3:
                 raise ValueError("cursor must be a list of three fields")
             created_at, item_id, digest = fields
@@ -63,7 +59,7 @@ class Cursor:
                 raise ValueError("cursor field out of range")
             if str(uuid.UUID(item_id)) != item_id:
                 raise ValueError("cursor id is not a canonical UUID")
-        except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as exc:
+        except (BadTokenText, ValueError, TypeError) as exc:
             raise BadCursor("malformed cursor") from exc
         return cls(created_at, item_id, digest)
 

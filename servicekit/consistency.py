@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import uuid
 from dataclasses import dataclass
+
+from servicekit.tokens import BadTokenText, decode_token, encode_token
 
 
 class BadToken(ValueError):
@@ -20,16 +19,14 @@ class ConsistencyToken:
     offset: int
 
     def encode(self) -> str:
-        raw = json.dumps({"c": self.command_id, "p": self.partition, "o": self.offset}).encode()
-        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        # default JSON separators: the format every issued token already has
+        fields = {"c": self.command_id, "p": self.partition, "o": self.offset}
+        return encode_token(fields, compact=False)
 
     @classmethod
     def decode(cls, text: str) -> ConsistencyToken:
-        if not text or len(text) > 200:
-            raise BadToken("malformed consistency token")
         try:
-            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-            data = json.loads(raw)
+            data = decode_token(text)
             command_id, partition, offset = data["c"], data["p"], data["o"]
             # check the types first: uuid.UUID() of a non-string raises AttributeError
             if not isinstance(command_id, str) or not all(
@@ -37,7 +34,7 @@ class ConsistencyToken:
             ):
                 raise ValueError("consistency token fields have the wrong types")
             token = cls(str(uuid.UUID(command_id)), partition, offset)
-        except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        except (BadTokenText, ValueError, KeyError, TypeError) as exc:
             raise BadToken("malformed consistency token") from exc
         if token.partition < 0 or token.offset < 0:
             raise BadToken("malformed consistency token")
