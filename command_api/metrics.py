@@ -1,11 +1,11 @@
-"""The command API's Prometheus metrics, and the middleware that counts every answer."""
+"""The command API's Prometheus metrics, and what it counts of every HTTP answer."""
 
 from __future__ import annotations
 
-import time
-
 from prometheus_client import Counter, Gauge, Histogram
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
+
+from servicekit.ops_routes import method_label
 
 ACCEPTED = Counter(
     "command_api_commands_accepted_total", "Commands acknowledged by the log (202)", ["kind"]
@@ -44,33 +44,11 @@ REQUEST_SECONDS = Histogram(
 )
 IN_FLIGHT = Gauge("command_api_deliveries_in_flight", "Records produced and not yet acknowledged")
 
-_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
-
-class ResponseMetrics:
-    """Pure ASGI middleware: counts every HTTP answer, every 4xx into REJECTED.
-
-    It sits outside the exception handlers, so 4xx answers from any layer
-    (routing, validation, body limits, headers) are counted in one place.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        method = scope["method"] if scope["method"] in _METHODS else "OTHER"
-        started = time.perf_counter()
-
-        async def counting_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-                RESPONSES.labels(method, str(status)).inc()
-                REQUEST_SECONDS.labels(method).observe(time.perf_counter() - started)
-                if 400 <= status < 500:
-                    REJECTED.labels(str(status)).inc()
-            await send(message)
-
-        await self.app(scope, receive, counting_send)
+def observe_response(scope: Scope, status: int, seconds: float) -> None:
+    """Count an HTTP answer as its status line goes out; every 4xx also into REJECTED."""
+    method = method_label(scope)
+    RESPONSES.labels(method, str(status)).inc()
+    REQUEST_SECONDS.labels(method).observe(seconds)
+    if 400 <= status < 500:
+        REJECTED.labels(str(status)).inc()

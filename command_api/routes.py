@@ -1,0 +1,155 @@
+"""The command API's write routes: read headers and body, validate, call the service, answer.
+
+``write_router`` returns an APIRouter, so a dependency that every write needs
+(authentication, a rate limit) goes in one place: ``APIRouter(dependencies=...)``
+here, or ``app.include_router(..., dependencies=...)`` in command_api/app.py.
+"""
+
+from __future__ import annotations
+
+import uuid
+from functools import partial
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Request, Response
+from pydantic import BaseModel, ValidationError
+
+from command_api.body import read_json_object
+from command_api.headers import WriteHeaders, header_parameters, write_headers
+from command_api.payloads import create_payload, update_payload
+from command_api.requests import (
+    CreateActionItemRequest,
+    UpdateActionItemRequest,
+    merge_patch_violations,
+)
+from command_api.responses import Accepted, write_responses
+from command_api.service import Acceptance, CommandService, Draft, NotConfirmed
+from domain.identity import build_command
+from servicekit.openapi import request_body
+from servicekit.problems import Problem, errors_from_pydantic, validation_problem
+
+JSON_TYPES = ("application/json",)
+PATCH_TYPES = ("application/merge-patch+json", "application/json")
+WRITE_HEADERS = ("Idempotency-Key", "X-Client-Id", "X-Correlation-Id")
+
+
+def write_router(
+    service: CommandService, max_body_bytes: int, status_base: str, retry_after: int
+) -> APIRouter:
+    """POST /action-items and PATCH /action-items/{actionItemId}."""
+    router = APIRouter()
+    status_base = status_base.rstrip("/")
+
+    async def accept(draft: Draft, hdrs: WriteHeaders, response: Response) -> Accepted:
+        keyed = hdrs.idempotency_key is not None
+        try:
+            accepted = await service.accept(draft, dedupe=keyed)
+        except NotConfirmed as exc:
+            raise unconfirmed_problem(exc, keyed, retry_after) from None
+        return accepted_answer(accepted, response, status_base)
+
+    @router.post(
+        "/action-items",
+        status_code=202,
+        response_model=Accepted,
+        responses=write_responses(),
+        summary="Create an ActionItem",
+        openapi_extra={
+            **request_body(CreateActionItemRequest, *JSON_TYPES),
+            "parameters": header_parameters(*WRITE_HEADERS),
+        },
+    )
+    async def create_action_item(request: Request, response: Response) -> Accepted:
+        hdrs = write_headers(request.headers, conditional=False)
+        data = await read_json_object(request, JSON_TYPES, max_body_bytes)
+        body: CreateActionItemRequest = validated(CreateActionItemRequest, data)
+        draft = draft_of(create_payload(body), body.model_dump(mode="json"), None, hdrs)
+        return await accept(draft, hdrs, response)
+
+    @router.patch(
+        "/action-items/{actionItemId}",
+        status_code=202,
+        response_model=Accepted,
+        responses=write_responses(),
+        summary="Update an ActionItem with a JSON merge patch",
+        openapi_extra={
+            **request_body(UpdateActionItemRequest, *PATCH_TYPES),
+            "parameters": header_parameters(*WRITE_HEADERS, "If-Match"),
+        },
+    )
+    async def update_action_item(
+        request: Request,
+        response: Response,
+        actionItemId: Annotated[uuid.UUID, Path(description="The ActionItem's id (a UUID)")],
+    ) -> Accepted:
+        hdrs = write_headers(request.headers, conditional=True)
+        data = await read_json_object(request, PATCH_TYPES, max_body_bytes)
+        violations = merge_patch_violations(data)
+        if violations:
+            raise validation_problem(violations)
+        body: UpdateActionItemRequest = validated(UpdateActionItemRequest, data)
+        changed = body.model_dump(mode="json", include=body.model_fields_set)
+        draft = draft_of(update_payload(body), changed, str(actionItemId), hdrs)
+        return await accept(draft, hdrs, response)
+
+    return router
+
+
+def validated(model: type[BaseModel], data: dict[str, Any]) -> Any:
+    """``data`` as ``model``, or the 422 naming every field that breaks a rule."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = [
+            {**e, "message": e["message"].removeprefix("Value error, ")}
+            for e in errors_from_pydantic(exc.errors())
+        ]
+        raise validation_problem(errors) from None
+
+
+def draft_of(payload: Any, body: dict[str, Any], item: str | None, hdrs: WriteHeaders) -> Draft:
+    return partial(
+        build_command,
+        payload,
+        body,
+        action_item_id=item,
+        caller=hdrs.caller,
+        idempotency_key=hdrs.idempotency_key,
+        expected_version=hdrs.expected_version,
+        correlation_id=hdrs.correlation_id,
+    )
+
+
+def accepted_answer(accepted: Acceptance, response: Response, status_base: str) -> Accepted:
+    """The 202: Location of the command's status, its correlation id, the consistency token."""
+    command = accepted.command
+    response.status_code = 202
+    response.headers["Location"] = f"{status_base}/commands/{command.command_id}"
+    response.headers["X-Correlation-Id"] = command.correlation_id
+    return Accepted(
+        commandId=command.command_id,
+        actionItemId=command.action_item_id,
+        consistencyToken=accepted.consistency_token,
+    )
+
+
+def unconfirmed_problem(exc: NotConfirmed, keyed: bool, retry_after: int) -> Problem:
+    """The 503 of a command the log did not confirm, with what a retry does."""
+    retry = (
+        "Retrying with the same Idempotency-Key is always safe: the command takes effect at "
+        "most once, even if the log did take this attempt."
+        if keyed
+        else "Send an Idempotency-Key to make a retry safe: without one a retry is a new "
+        "command, and if the log did take this attempt (maybeWritten) both would apply."
+    )
+    command = exc.command
+    return Problem(
+        503,
+        "Service Unavailable",
+        f"the command log did not confirm the command ({exc.reason}). " + retry,
+        type_="/problems/log-unavailable",
+        headers={"Retry-After": str(retry_after), "X-Correlation-Id": command.correlation_id},
+        commandId=command.command_id,
+        actionItemId=command.action_item_id,
+        maybeWritten=exc.maybe_written,
+    )

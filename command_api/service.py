@@ -1,0 +1,136 @@
+"""The command API's use case: put one command on the log and say whether the log took it.
+
+A command is drafted (identity derived, acceptance stamped), encoded with the
+current Avro schema, and produced to the partition of its ActionItem; it is
+accepted only once Kafka acknowledged it with acks=all. Nothing here knows
+HTTP: the routes turn ``Acceptance`` into a 202 and ``NotConfirmed`` into a 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from command_api import metrics
+from command_api.publisher import Delivered, LogUnavailable
+from domain.commands import CommandEnvelope
+from schemas.codec import CommandCodec
+from schemas.partitioning import partition_for
+from servicekit.consistency import ConsistencyToken
+
+log = logging.getLogger("command_api")
+
+Draft = Callable[[], CommandEnvelope]
+"""Builds the command; called again if acceptance had to wait (the stamp follows the wait)."""
+
+RecordHeaders = list[tuple[str, str | bytes | None]]
+
+
+class CommandLog(Protocol):
+    """What the use case needs of the log (command_api.publisher.CommandPublisher)."""
+
+    @property
+    def partition_count(self) -> int | None: ...
+
+    async def load_partition_count(self, deadline: float) -> int: ...
+
+    async def publish(
+        self,
+        key: str,
+        value: bytes,
+        partition: int,
+        headers: RecordHeaders,
+        dedupe: bool,
+        deadline: float | None = None,
+    ) -> Delivered: ...
+
+
+@dataclass(frozen=True)
+class Acceptance:
+    """The log acknowledged the command (acks=all), at ``delivered``."""
+
+    command: CommandEnvelope
+    delivered: Delivered
+    consistency_token: str
+
+
+class NotConfirmed(Exception):
+    """The log did not confirm the command within the bound; it may still hold it."""
+
+    def __init__(self, command: CommandEnvelope, reason: str, *, maybe_written: bool) -> None:
+        super().__init__(reason)
+        self.command = command
+        self.reason = reason
+        self.maybe_written = maybe_written
+
+
+class CommandService:
+    def __init__(self, log: CommandLog, codec: CommandCodec, delivery_timeout: float) -> None:
+        self.log = log
+        self.codec = codec
+        self.delivery_timeout = delivery_timeout
+        self._fingerprint = codec.writer.fingerprint_hex.encode()
+
+    async def accept(self, draft: Draft, dedupe: bool) -> Acceptance:
+        """Publish the drafted command, bounded by the delivery timeout; NotConfirmed if not."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.delivery_timeout
+        command = draft()
+        try:
+            partitions = self.log.partition_count
+            if partitions is None:
+                partitions = await self.log.load_partition_count(deadline)
+                # stamp acceptance after the wait: per partition, log order = acceptedAt order
+                command = draft()
+            headers = self._headers(command)
+            started = loop.time()
+            delivered = await self.log.publish(
+                command.command_id,
+                self.codec.encode(command),
+                partition_for(command.action_item_id, partitions),
+                headers,
+                dedupe,
+                deadline,
+            )
+        except LogUnavailable as exc:
+            metrics.UNAVAILABLE.labels(exc.cause).inc()
+            log.error(
+                "command not confirmed by the log; answered 503",
+                extra={
+                    "commandId": command.command_id,
+                    "reason": exc.reason,
+                    "maybeWritten": exc.maybe_written,
+                    "correlationId": command.correlation_id,
+                    "waitedSeconds": round(loop.time() - deadline + self.delivery_timeout, 3),
+                },
+            )
+            raise NotConfirmed(command, exc.reason, maybe_written=exc.maybe_written) from None
+        if delivered.replayed:
+            metrics.REPLAYED.inc()
+        else:
+            metrics.DELIVERY_SECONDS.observe(loop.time() - started)
+        metrics.ACCEPTED.labels(command.kind).inc()
+        log.info(
+            "command accepted",
+            extra={
+                "commandId": command.command_id,
+                "actionItemId": command.action_item_id,
+                "partition": delivered.partition,
+                "offset": delivered.offset,
+                "replayed": delivered.replayed,
+                "correlationId": command.correlation_id,
+            },
+        )
+        token = ConsistencyToken(command.command_id, delivered.partition, delivered.offset)
+        return Acceptance(command, delivered, token.encode())
+
+    def _headers(self, command: CommandEnvelope) -> RecordHeaders:
+        return [
+            ("schema.fingerprint", self._fingerprint),
+            ("correlation.id", command.correlation_id.encode()),
+            ("command.type", command.kind.encode()),
+            ("content-type", b"application/vnd.apache.avro+single-object"),
+        ]
