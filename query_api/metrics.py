@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
 from prometheus_client import Counter, Histogram
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
+
+from servicekit.ops_routes import method_label
 
 LATENCY = Histogram(
     "query_api_request_seconds",
@@ -22,7 +22,6 @@ POSITION_POLLS = Counter(
     "query_api_position_polls_total",
     "Reads of the projector's positions (only while some request waits on a token)",
 )
-_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # FastAPI's own documentation routes do not leave the matched route in the scope.
 _DOC_PATHS = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 
@@ -35,28 +34,6 @@ def route_label(scope: Scope) -> str:
     return str(scope["path"]) if scope["path"] in _DOC_PATHS else "unmatched"
 
 
-class LatencyMiddleware:
-    """Pure ASGI middleware: labels by the matched route's template, never by the raw path."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_and_note(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_note)
-        finally:
-            route = route_label(scope)
-            method = scope["method"] if scope["method"] in _METHODS else "other"
-            LATENCY.labels(route, method, str(status)).observe(time.perf_counter() - started)
+def observe_request(scope: Scope, status: int, seconds: float) -> None:
+    """Time a request once it is answered, by route template, method and status."""
+    LATENCY.labels(route_label(scope), method_label(scope, "other"), str(status)).observe(seconds)

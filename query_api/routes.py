@@ -1,0 +1,158 @@
+"""The query API's read routes: parse the request, wait on a token if given, read, answer.
+
+``read_router`` returns an APIRouter, so a dependency every read needs
+(authentication, a rate limit) goes in one place: ``APIRouter(dependencies=...)``
+here, or ``app.include_router(..., dependencies=...)`` in query_api/app.py.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from domain.commands import Priority, Status
+from query_api.conditional import etag, none_match_hits
+from query_api.cursor import BadCursor, Cursor, filters_digest
+from query_api.listing import DEFAULT_LIMIT, MAX_LIMIT, ListQuery, parameter_errors
+from query_api.models import ActionItem, ActionItemPage, CommandStatus
+from query_api.service import QueryService
+from servicekit.openapi import problem_responses
+from servicekit.problems import Problem, validation_problem
+
+TokenHeader = Annotated[
+    str | None,
+    Header(
+        alias="Consistency-Token",
+        description="The consistencyToken of a 202: wait (bounded) until that command is "
+        "processed before answering; 503 with Retry-After past the bound.",
+    ),
+]
+RETRY_AFTER = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
+ETAG = {"ETag": {"description": 'the item\'s version, quoted: "3"', "schema": {"type": "string"}}}
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """Problem answers as documented; a 503 also documents Retry-After."""
+    responses = problem_responses(*statuses)
+    if 503 in responses:
+        responses[503]["headers"] = RETRY_AFTER
+    return responses
+
+
+def ok(model: type, headers: dict[str, Any] | None = None) -> dict[int | str, dict[str, Any]]:
+    return {200: {"model": model, "description": "OK", **({"headers": headers} if headers else {})}}
+
+
+def read_router(service: QueryService) -> APIRouter:
+    """GET /action-items/{actionItemId}, /commands/{commandId} and /action-items."""
+    router = APIRouter()
+    _item_routes(router, service)
+    _list_route(router, service)
+    return router
+
+
+def _item_routes(router: APIRouter, service: QueryService) -> None:
+    @router.get(
+        "/action-items/{actionItemId}",
+        response_class=JSONResponse,
+        responses={
+            **ok(ActionItem, ETAG),
+            304: {
+                "description": "Not Modified: If-None-Match names the current version",
+                "headers": ETAG,
+            },
+            **problems(400, 404, 422, 503),
+        },
+    )
+    async def get_action_item(
+        actionItemId: Annotated[uuid.UUID, Path()],
+        consistency_token: TokenHeader = None,
+        if_none_match: Annotated[str | None, Header(alias="If-None-Match")] = None,
+    ) -> Response:
+        """One ActionItem with its Exceptions node; `ETag` is its version."""
+        await service.wait_for(consistency_token)
+        item = await service.read(service.repository.get_item, str(actionItemId))
+        if item is None:
+            raise Problem(404, "Not Found", f"no ActionItem {actionItemId}")
+        tag = etag(item["version"])
+        if none_match_hits(if_none_match, tag):
+            return Response(status_code=304, headers={"ETag": tag})
+        return JSONResponse(item, headers={"ETag": tag})
+
+    @router.get(
+        "/commands/{commandId}",
+        response_class=JSONResponse,
+        responses={**ok(CommandStatus), **problems(400, 404, 422, 503)},
+    )
+    async def get_command(
+        commandId: Annotated[uuid.UUID, Path()], consistency_token: TokenHeader = None
+    ) -> Response:
+        """How a command ended: applied, or rejected with its exception. 404 until processed."""
+        await service.wait_for(consistency_token)
+        found = await service.read(service.repository.get_status, str(commandId))
+        if found is None:
+            raise Problem(
+                404, "Not Found", f"command {commandId} is not processed yet (or does not exist)"
+            )
+        return JSONResponse(found)
+
+
+def _list_route(router: APIRouter, service: QueryService) -> None:
+    @router.get(
+        "/action-items",
+        response_class=JSONResponse,
+        responses={**ok(ActionItemPage), **problems(400, 422, 503)},
+    )
+    async def list_action_items(
+        request: Request,
+        status: Status | None = None,
+        assignee: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+        priority: Priority | None = None,
+        tag: Annotated[str | None, Query(min_length=1, max_length=50)] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+        cursor: Annotated[
+            str | None,
+            Query(description="nextCursor of the previous page (opaque); 400 if malformed"),
+        ] = None,
+        consistency_token: TokenHeader = None,
+    ) -> Response:
+        """ActionItems in (createdAt, id) order, filtered by exact match; keyset pagination."""
+        errors = parameter_errors(request.query_params.multi_items())
+        if errors:
+            raise validation_problem(errors)
+        filters = {
+            name: str(value)
+            for name, value in (
+                ("status", status),
+                ("assignee", assignee),
+                ("priority", priority),
+                ("tag", tag),
+            )
+            if value is not None
+        }
+        after = _decode_cursor(cursor, filters)
+        await service.wait_for(consistency_token)
+        page = await service.read(service.repository.list_items, ListQuery(filters, limit, after))
+        next_cursor = None
+        if page.last is not None:
+            next_cursor = Cursor(*page.last, filters_digest(filters)).encode()
+        return JSONResponse({"items": page.items, "nextCursor": next_cursor})
+
+
+def _decode_cursor(text: str | None, filters: dict[str, str]) -> Cursor | None:
+    if text is None:
+        return None
+    try:
+        cursor = Cursor.decode(text)
+        cursor.check_filters(filters)
+    except BadCursor as exc:
+        raise Problem(
+            400,
+            "Bad Request",
+            f"{exc}; pass nextCursor from a previous page with the same filters",
+            errors=[{"field": "cursor", "message": str(exc)}],
+        ) from None
+    return cursor

@@ -1,0 +1,74 @@
+"""What the query API's handlers share: the repository, the position watcher and the bounds.
+
+It turns the store's outage and a command not processed within the bound into
+the problems the contract names (503 with Retry-After), and a malformed token
+into a 400, so the routes stay a few lines each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from fastapi.concurrency import run_in_threadpool
+
+from query_api.consistency import ProjectionWatcher
+from query_api.repository import ReadRepository, StoreUnavailable
+from query_api.settings import QueryApiSettings
+from servicekit.consistency import BadToken, ConsistencyToken
+from servicekit.ops_routes import not_ready
+from servicekit.problems import Problem
+
+T = TypeVar("T")
+
+
+class QueryService:
+    def __init__(self, settings: QueryApiSettings, repository: ReadRepository) -> None:
+        self.settings = settings
+        self.repository = repository
+        self.watcher: ProjectionWatcher | None = None
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` on a worker thread; a store outage becomes a 503 with Retry-After."""
+        try:
+            return await run_in_threadpool(fn, *args)
+        except StoreUnavailable as exc:
+            raise Problem(
+                503,
+                "Service Unavailable",
+                f"the read model store is unreachable ({exc}); nothing was read, retry later",
+                headers={"Retry-After": str(self.settings.retry_after_seconds)},
+            ) from None
+
+    async def wait_for(self, token_text: str | None) -> None:
+        """Return once the token's command is processed; 400 if malformed, 503 past the bound."""
+        if token_text is None:
+            return
+        try:
+            token = ConsistencyToken.decode(token_text)
+        except BadToken:
+            raise Problem(
+                400,
+                "Bad Request",
+                "Consistency-Token is malformed; send the consistencyToken of a 202 unchanged",
+                errors=[{"field": "Consistency-Token", "message": "malformed"}],
+            ) from None
+        assert self.watcher is not None, "the watcher starts with the app"
+        bound = self.settings.consistency_wait_seconds
+        if not await self.watcher.wait_for(token, bound):
+            raise Problem(
+                503,
+                "Service Unavailable",
+                f"command {token.command_id} is not processed yet (waited {bound:g} s); "
+                "retry later with the same Consistency-Token",
+                headers={"Retry-After": str(self.settings.retry_after_seconds)},
+                commandId=token.command_id,
+            )
+
+    async def ready(self) -> dict[str, str]:
+        """/readyz: ready when the store answers, else 503 naming it."""
+        try:
+            await run_in_threadpool(self.repository.ping)
+        except StoreUnavailable as exc:
+            raise not_ready(["store"], f"store: {exc}", retry_after=5) from None
+        return {"status": "ready"}
