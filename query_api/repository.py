@@ -14,19 +14,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from pymongo.errors import PyMongoError
-
 from query_api.listing import ORDER, ListQuery, store_filter
 from servicekit.read_model import ReadModel, active_generation
+from servicekit.store_errors import StoreUnavailable, guarded
 from servicekit.store_types import StoreClient
 
 log = logging.getLogger("query_api.repository")
+__all__ = ["Page", "ReadRepository", "StoreUnavailable"]
 PUBLIC_ITEM_FIELDS = {"_log": 0, "_idem": 0}
 T = TypeVar("T")
-
-
-class StoreUnavailable(Exception):
-    """The store did not answer (or failed); nothing was read."""
 
 
 def public_item(doc: dict[str, Any]) -> dict[str, Any]:
@@ -133,10 +129,7 @@ class ReadRepository:
 
     @staticmethod
     def _guard(fn: Callable[[], T]) -> T:
-        try:
-            return fn()
-        except PyMongoError as exc:
-            raise StoreUnavailable(str(exc)) from exc
+        return guarded(fn, refusal_is_outage=True)
 
 
 def _position(doc: dict[str, Any]) -> tuple[str, str]:
