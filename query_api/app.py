@@ -15,7 +15,6 @@ from typing import Any
 from fastapi import FastAPI, Response
 from fastapi.concurrency import run_in_threadpool
 from prometheus_client import CONTENT_TYPE_LATEST
-from pymongo import MongoClient
 
 from query_api.consistency import ProjectionWatcher
 from query_api.metrics import observe_request
@@ -29,6 +28,7 @@ from servicekit.openapi import install_openapi
 from servicekit.ops_routes import RequestMetrics, install_ops_routes
 from servicekit.problems import install_problem_handlers
 from servicekit.settings import load_settings
+from servicekit.store_client import store_client
 from servicekit.store_types import StoreClient
 
 log = logging.getLogger("query_api")
@@ -61,11 +61,11 @@ def create_app(
 ) -> FastAPI:
     settings = settings or load_settings(QueryApiSettings)
     configure_logging("query_api", settings.log_level)
-    client = client or MongoClient(
+    client = client or store_client(
         settings.mongodb_uri,
-        serverSelectionTimeoutMS=settings.mongodb_timeout_ms,
-        connectTimeoutMS=settings.mongodb_timeout_ms,
-        timeoutMS=settings.mongodb_timeout_ms,
+        app_name="query-api",
+        timeout_ms=settings.mongodb_timeout_ms,
+        operation_timeout_ms=settings.mongodb_timeout_ms,
     )
     service = QueryService(
         settings,
