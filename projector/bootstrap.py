@@ -10,30 +10,26 @@ import threading
 from dataclasses import dataclass
 
 from confluent_kafka import Consumer, Producer
-from pymongo import MongoClient
 
+from projector.apply import StoreProjection
+from projector.consumer import ConsumerLag, consumer_config
+from projector.dead_letters import DeadLetters, dlq_producer_config
 from projector.handover import HandoverControl, HandoverGate
-from projector.runner import (
-    ConsumerLag,
-    DeadLetters,
-    Health,
-    ProjectorLoop,
-    consumer_config,
-    dlq_producer_config,
-)
+from projector.health import Health
+from projector.loop import ProjectorLoop
 from projector.settings import ProjectorSettings
 from projector.store import ProjectionStore
+from servicekit.store_client import store_client
 from servicekit.store_types import StoreClient
 
 
 def mongo_client(settings: ProjectorSettings, health: Health | None = None) -> StoreClient:
-    return MongoClient(
+    return store_client(
         settings.mongodb_uri,
-        serverSelectionTimeoutMS=settings.mongodb_timeout_ms,
-        connectTimeoutMS=settings.mongodb_timeout_ms,
-        socketTimeoutMS=max(settings.mongodb_timeout_ms * 10, 30_000),
-        uuidRepresentation="standard",
-        maxPoolSize=max(20, 2 * settings.store_write_concurrency),
+        app_name="projector",
+        timeout_ms=settings.mongodb_timeout_ms,
+        socket_timeout_ms=max(settings.mongodb_timeout_ms * 10, 30_000),
+        max_pool_size=max(20, 2 * settings.store_write_concurrency),
         event_listeners=[health.store_commands] if health is not None else [],
     )
 
@@ -62,17 +58,13 @@ def build_projector(settings: ProjectorSettings, stop: threading.Event) -> Proje
     client = mongo_client(settings, health)
     producer = Producer(dlq_producer_config(settings))
     lag = ConsumerLag(settings.commands_topic, health)
+    store = ProjectionStore(
+        client, settings.mongodb_database, write_concurrency=settings.store_write_concurrency
+    )
     loop = ProjectorLoop(
         settings,
-        ProjectionStore(
-            client, settings.mongodb_database, write_concurrency=settings.store_write_concurrency
-        ),
-        Consumer(
-            {
-                **consumer_config(settings),
-                "stats_cb": lag.on_stats,
-            }
-        ),
+        StoreProjection(store),
+        Consumer({**consumer_config(settings), "stats_cb": lag.on_stats}),
         DeadLetters(producer, settings.dlq_topic),
         health,
         stop,

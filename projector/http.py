@@ -8,7 +8,7 @@ import uvicorn
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from projector.runner import Health
+from projector.health import Health
 from servicekit.problems import Problem, install_problem_handlers
 
 

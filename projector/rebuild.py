@@ -27,9 +27,10 @@ from typing import Any, Protocol
 from confluent_kafka import Message
 from pymongo.errors import PyMongoError
 
+from projector.apply import apply_batch
+from projector.consumer import decode_batch
 from projector.handover import HandoverControl
 from projector.log_reader import LogReader, PartitionRange
-from projector.runner import decode_batch
 from projector.store import ProjectionStore
 from schemas.codec import CommandCodec
 from servicekit.read_model import (
@@ -256,7 +257,7 @@ class Rebuild:
             good, bad = decode_batch(self.codec, messages)
             result.undecodable += len(bad)
             if good:
-                store.apply(good)
+                apply_batch(store, good)
             result.applied_records += len(messages)
             self.progress.advance(len(messages))
 

@@ -12,7 +12,6 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
-from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 from rich.console import Console
 from rich.progress import (
@@ -28,10 +27,10 @@ from rich.progress import (
 from projector.log_reader import LogReader, LogUnavailable
 from projector.rebuild import Rebuild, RebuildFailed, RebuildOptions, RebuildResult, estimate_text
 from projector.settings import ProjectorSettings
-from projector.store import StoreUnavailable
 from servicekit.logs import configure_logging
 from servicekit.settings import load_settings
-from servicekit.store_types import StoreClient
+from servicekit.store_client import store_client
+from servicekit.store_errors import StoreUnavailable
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -197,8 +196,8 @@ def rebuild(
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    client: StoreClient = MongoClient(
-        settings.mongodb_uri, serverSelectionTimeoutMS=settings.mongodb_timeout_ms
+    client = store_client(
+        settings.mongodb_uri, app_name="projector-rebuild", timeout_ms=settings.mongodb_timeout_ms
     )
     reader = LogReader(settings.kafka_bootstrap_servers, settings.commands_topic)
     progress: RichProgress | LineProgress = (

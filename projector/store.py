@@ -1,4 +1,7 @@
-"""The projector's adapter to the store: load what a batch needs, write its effect, guarded.
+"""The projector's adapter to the store: load what a batch needs, write its plan, guarded.
+
+It makes no decision: projector/apply.py loads with ``load``, plans with the
+domain, and writes with ``write``.
 
 No multi-document transactions (FerretDB has none): every write carries its own
 guard, so a write repeated after a crash or raced by a second projector has no
@@ -9,36 +12,38 @@ query API waits on. Within one step the writes are independent (one document
 each), so a step's bulk is split into chunks written concurrently; the next
 step starts only when every chunk of the previous one is done.
 
-Errors leave this module as ours: ``StoreUnavailable`` (the store did not
-answer: retry the batch) or ``StoreRejected`` (it answered with a refusal).
+Errors leave this module as ours (servicekit/store_errors.py): ``StoreUnavailable``
+(the store did not answer: retry the batch) or ``StoreRejected`` (it answered with
+a refusal).
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from pymongo import InsertOne, ReplaceOne, UpdateOne
-from pymongo.errors import BulkWriteError, ConnectionFailure, PyMongoError
+from pymongo.errors import BulkWriteError
 
-from domain.planning import BatchPlan, CommandRecord, ItemWrite, StatusMove, plan_batch
+from domain.planning import BatchPlan, CommandRecord, ItemWrite, StatusMove, StoredItem
 from domain.rules import LogPosition
 from projector.documents import item_doc, item_from, status_doc
 from servicekit.read_model import ReadModel, active_read_model
+from servicekit.store_errors import StoreRejected, StoreUnavailable, guarded
 from servicekit.store_types import StoreClient, StoreCollection, WriteOp
+
+__all__ = ["LoadedBatch", "ProjectionStore", "StoreRejected", "StoreUnavailable"]
 
 log = logging.getLogger("projector.store")
 DUPLICATE_KEY = 11000
-MAX_CONFLICT_RETRIES = 20
 CHUNK = 200
 # MongoDB: "... index: _id_ dup key: ..."; FerretDB: "... Index '_id_'"
 _ID_INDEX = re.compile(r"index:? '?_id_'?(\s|$)", re.IGNORECASE)
 
-T = TypeVar("T")
 Op = WriteOp
 
 
@@ -61,18 +66,6 @@ def status_move_ops(move: StatusMove) -> list[UpdateOne]:
     ]
 
 
-class StoreUnavailable(Exception):
-    """The store did not answer; nothing of the batch can be assumed written."""
-
-
-class StoreRejected(Exception):
-    """The store answered but refused a write or read (not an outage); retrying may not help."""
-
-
-class WriteConflict(StoreRejected):
-    """Another writer kept changing the same items; the batch was not completed."""
-
-
 def is_id_duplicate(error: dict[str, Any]) -> bool:
     """A duplicate-key write error on ``_id`` (a racing writer), not on another unique index."""
     if error.get("code") != DUPLICATE_KEY:
@@ -81,6 +74,15 @@ def is_id_duplicate(error: dict[str, Any]) -> bool:
     if isinstance(pattern, dict):
         return list(pattern) == ["_id"]
     return bool(_ID_INDEX.search(str(error.get("errmsg", ""))))
+
+
+@dataclass(frozen=True)
+class LoadedBatch:
+    """What a batch's planning needs from the store, and the generation it was read from."""
+
+    target: ReadModel
+    items: dict[str, StoredItem]  # the stored items the batch touches
+    positions: dict[str, LogPosition]  # the stored position of each of its known commands
 
 
 @dataclass
@@ -114,56 +116,43 @@ class ProjectionStore:
         return active_read_model(self._db)
 
     def ping(self) -> None:
-        self._guard(lambda: self._client.admin.command("ping"))
+        guarded(lambda: self._client.admin.command("ping"))
 
     def ensure_indexes(self) -> None:
-        self._guard(lambda: self.read_model().ensure_indexes())
+        guarded(lambda: self.read_model().ensure_indexes())
 
-    def apply(self, records: Sequence[CommandRecord]) -> BatchPlan:
-        """Plan and write a batch; retried from fresh state when a guard saw a racing writer."""
+    def load(self, records: Sequence[CommandRecord]) -> LoadedBatch:
+        """The stored items and command positions a batch touches, from the generation to write."""
 
-        def attempt() -> BatchPlan:
-            for _ in range(MAX_CONFLICT_RETRIES):
-                plan = self._apply_once(self.read_model(), records)
-                if plan is not None:
-                    return plan
-            raise WriteConflict(f"batch still conflicting after {MAX_CONFLICT_RETRIES} attempts")
+        def load() -> LoadedBatch:
+            rm = self.read_model()
+            item_ids = list({r.command.action_item_id for r in records})
+            command_ids = list({r.command.command_id for r in records})
+            items = {d["_id"]: item_from(d) for d in rm.items.find({"_id": {"$in": item_ids}})}
+            positions = {
+                d["_id"]: LogPosition(d["partition"], d["offset"])
+                for d in rm.commands.find(
+                    {"_id": {"$in": command_ids}}, {"partition": 1, "offset": 1}
+                )
+            }
+            return LoadedBatch(rm, items, positions)
 
-        return self._guard(attempt)
+        return guarded(load)
 
-    @staticmethod
-    def _guard(fn: Callable[[], T]) -> T:
-        """The one boundary where pymongo's errors become ours."""
-        try:
-            return fn()
-        except ConnectionFailure as exc:  # incl. timeouts and server selection
-            raise StoreUnavailable(str(exc)) from exc
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            first = errors[0] if errors else {}
-            raise StoreRejected(
-                f"{len(errors)} write(s) refused, first: code {first.get('code')}: "
-                f"{first.get('errmsg')}"
-            ) from exc
-        except PyMongoError as exc:
-            raise StoreRejected(str(exc)) from exc
+    def write(self, plan: BatchPlan, loaded: LoadedBatch) -> bool:
+        """Write a plan into the generation it was loaded from, in the order that keeps it
+        exactly-once; False when an item's guard found a racing writer (plan again).
+        """
+        return guarded(lambda: self._write(loaded.target, plan))
 
-    def _apply_once(self, rm: ReadModel, records: Sequence[CommandRecord]) -> BatchPlan | None:
-        item_ids = list({r.command.action_item_id for r in records})
-        command_ids = list({r.command.command_id for r in records})
-        stored = {d["_id"]: item_from(d) for d in rm.items.find({"_id": {"$in": item_ids}})}
-        known = {
-            d["_id"]: LogPosition(d["partition"], d["offset"])
-            for d in rm.commands.find({"_id": {"$in": command_ids}}, {"partition": 1, "offset": 1})
-        }
-        plan = plan_batch(records, stored, known)
+    def _write(self, rm: ReadModel, plan: BatchPlan) -> bool:
         # every outcome is for a command with no stored status yet (the planner keeps a
         # stored one), so a plain insert does; a duplicate _id is a racing projector that
         # wrote the same, deterministic, status first
         statuses = self._bulk(rm.commands, [InsertOne(status_doc(o)) for o in plan.outcomes])
         self._raise_unless_id_duplicates(statuses, "command status")
         if not self._write_items(rm, plan.item_writes):
-            return None
+            return False
         if plan.moves:
             # after the items: a crash in between leaves the old position, so a redelivered
             # copy is still recognised as a copy and never applied a second time
@@ -181,7 +170,7 @@ class ProjectionStore:
                 ],
                 ordered=False,
             )
-        return plan
+        return True
 
     def _write_items(self, rm: ReadModel, writes: list[ItemWrite]) -> bool:
         """Compare-and-set every item; False when any guard failed (someone else wrote first)."""
