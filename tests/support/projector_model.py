@@ -12,8 +12,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pymongo.database import Database
-
 from domain.planning import CommandRecord, StoredItem
 from domain.rules import (
     Applied,
@@ -28,6 +26,7 @@ from domain.rules import (
 from projector.documents import item_from
 from schemas.codec import CommandCodec, DecodeError
 from servicekit.read_model import ReadModel, active_read_model
+from servicekit.store_types import StoreDatabase
 from tests.support.projector_log import LogRecord
 
 
@@ -138,7 +137,7 @@ class StoredModel:
         return sum(self.positions.values())
 
 
-def read_stored(db: Database, generation: str | None = None) -> StoredModel:
+def read_stored(db: StoreDatabase, generation: str | None = None) -> StoredModel:
     rm = ReadModel(db, generation) if generation else active_read_model(db)
     return StoredModel(
         items={d["_id"]: d for d in rm.items.find({})},

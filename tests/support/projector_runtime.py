@@ -13,11 +13,11 @@ from typing import TypeVar
 
 import httpx
 from confluent_kafka import Consumer, TopicPartition
-from pymongo.database import Database
 
 from projector.bootstrap import Projector, build_projector
 from projector.settings import ProjectorSettings
 from servicekit.read_model import active_read_model
+from servicekit.store_types import StoreDatabase
 from tests.support import services
 
 T = TypeVar("T")
@@ -35,18 +35,18 @@ def wait_until(check: Callable[[], T], timeout: float, what: str, interval: floa
         time.sleep(interval)
 
 
-def positions(db: Database) -> dict[int, int]:
+def positions(db: StoreDatabase) -> dict[int, int]:
     return {
         int(d["partition"]): int(d["nextOffset"]) for d in active_read_model(db).positions.find({})
     }
 
 
-def caught_up(db: Database, ends: dict[int, int]) -> bool:
+def caught_up(db: StoreDatabase, ends: dict[int, int]) -> bool:
     reached = positions(db)
     return all(reached.get(p, 0) >= end for p, end in ends.items() if end > 0)
 
 
-def wait_projected(db: Database, ends: dict[int, int], timeout: float = 60) -> None:
+def wait_projected(db: StoreDatabase, ends: dict[int, int], timeout: float = 60) -> None:
     """Bounded wait until the projector's stored positions reach ``ends`` (partition: offset)."""
     wait_until(
         lambda: caught_up(db, ends), timeout, f"the projector to reach {ends} (at {positions(db)})"

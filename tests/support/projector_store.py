@@ -21,6 +21,7 @@ import pytest
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
+from servicekit.store_types import StoreClient
 from tests.support.services import REPO, free_port
 
 FERRETDB_BIN = Path(os.environ.get("FERRETDB_BIN", REPO / ".infra" / "store" / "bin" / "ferretdb"))
@@ -76,7 +77,7 @@ class PrivateFerretDB:
         raise RuntimeError(f"private FerretDB not answering after {timeout} s:\n{self.log_tail()}")
 
     def answers(self) -> bool:
-        client: MongoClient = MongoClient(
+        client: StoreClient = MongoClient(
             self.uri, serverSelectionTimeoutMS=300, connectTimeoutMS=300
         )
         try:
