@@ -22,16 +22,20 @@ PYTEST_ARGS ?=
 # Where `make test` leaves pytest's exit code (read by .ci/run: 5 = no tests).
 PYTEST_RC_FILE ?= $(REPO)/.infra/pytest.rc
 
-.PHONY: help venv infra topics up down status lint test unit clean-infra
+.PHONY: help venv lock infra topics up down status lint test unit clean-infra
 
 help: ## list the targets
 	@echo "ActionItems make targets:"
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort \
 	    | awk 'BEGIN { FS = ":.*## " } { printf "  %-12s %s\n", $$1, $$2 }'
 
-venv: $(VENV_STAMP) ## create .venv and pip install -e '.[test]' (again when pyproject.toml changes)
+venv: $(VENV_STAMP) ## create .venv from requirements.lock, then pip install -e . (again when either changes)
 
-$(VENV_STAMP): $(REPO)/pyproject.toml
+# The versions the suite was tested with are in requirements.lock (with hashes);
+# the project itself is installed editable on top, without resolving anything.
+# infra/venv_check.py fails when pyproject.toml asks for a package or version the lock
+# lacks (then `make lock`); `pip check` when the installed packages disagree among themselves.
+$(VENV_STAMP): $(REPO)/requirements.lock $(REPO)/pyproject.toml
 	@if [[ -z "$(PYTHON)" ]]; then echo "make: no python3.11/python3 found" >&2; exit 1; fi
 	@if [[ ! -x "$(PY)" ]]; then \
 	    "$(PYTHON)" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -39,8 +43,21 @@ $(VENV_STAMP): $(REPO)/pyproject.toml
 	    echo "creating $(VENV) with $(PYTHON)"; \
 	    "$(PYTHON)" -m venv "$(VENV)"; \
 	fi
-	"$(PY)" -m pip install -q --disable-pip-version-check -e '$(REPO)[test]'
+	"$(PY)" -m pip install -q --disable-pip-version-check --require-hashes -r '$(REPO)/requirements.lock'
+	"$(PY)" -m pip install -q --disable-pip-version-check --no-deps -e '$(REPO)'
+	cd "$(REPO)" && "$(PY)" -m infra.venv_check
+	"$(PY)" -m pip check --disable-pip-version-check
 	@touch "$@"
+
+# Keeps every pin already in requirements.lock that still satisfies pyproject.toml and
+# resolves only what is new; UPGRADE=1 moves every pin to the newest allowed release.
+# uv comes from the lock itself: a `make venv` that stopped at the stale-lock check has
+# already installed it.
+lock: ## refresh requirements.lock from pyproject.toml + the test extra (UPGRADE=1: newest versions)
+	@if [[ ! -x "$(VENV)/bin/uv" ]]; then $(MAKE) --no-print-directory venv || true; fi
+	cd "$(REPO)" && "$(VENV)/bin/uv" pip compile pyproject.toml --extra test \
+	    --universal --python-version 3.11 --generate-hashes $(if $(UPGRADE),--upgrade) \
+	    --custom-compile-command 'make lock' --quiet -o requirements.lock
 
 infra: ## start Kafka (localhost:9092) and the document store (localhost:27017)
 	"$(REPO)/infra/kafka.sh" start
