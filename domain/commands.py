@@ -66,8 +66,12 @@ class CommandEnvelope:
     idempotency_key_hash: str | None = None
     expected_version: int | None = None
     extra: dict[str, object] = field(default_factory=dict, compare=False)
-    # Schema v2: the caller (X-Client-Id) the command was accepted for; None when read from v1.
+    # Schema v2: the X-Client-Id the command came with; None when read from v1. From v3 on it
+    # is informational only: the client's claim, never used to scope anything.
     client_id: str | None = None
+    # Schema v3: the authenticated caller (the bearer token's sub) that scopes Idempotency-Key;
+    # None when read from v1 or v2.
+    caller: str | None = None
 
     @property
     def kind(self) -> str:

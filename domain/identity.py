@@ -51,11 +51,14 @@ def build_command(
     expected_version: int | None,
     correlation_id: str,
     now: datetime | None = None,
+    client_id: str | None = None,
 ) -> CommandEnvelope:
     """The envelope for a create (action_item_id None) or an update of action_item_id.
 
-    ``caller`` is the X-Client-Id (or "anonymous"); it scopes the Idempotency-Key
-    and is recorded in the command as clientId (schema v2).
+    ``caller`` is who is writing (the bearer token's sub); it scopes the
+    Idempotency-Key and is recorded in the command as ``caller`` (schema v3).
+    ``client_id`` is what the client claimed in X-Client-Id, recorded as clientId
+    for information only; when not given it is the caller.
     """
     kind = "create" if action_item_id is None else "update"
     digest = payload_hash(kind, action_item_id, normalized_body, expected_version)
@@ -77,5 +80,6 @@ def build_command(
         payload=payload,
         idempotency_key_hash=khash,
         expected_version=expected_version,
-        client_id=caller,
+        client_id=client_id if client_id is not None else caller,
+        caller=caller,
     )

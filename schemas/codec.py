@@ -197,6 +197,7 @@ def envelope_to_datum(envelope: CommandEnvelope) -> dict[str, Any]:
         "payloadHash": envelope.payload_hash,
         "expectedVersion": envelope.expected_version,
         "clientId": envelope.client_id,
+        "caller": envelope.caller,
         "payload": (record_name, body),
     }
     datum.update(envelope.extra)
@@ -212,6 +213,7 @@ _ENVELOPE_FIELDS = {
     "payloadHash",
     "expectedVersion",
     "clientId",
+    "caller",
     "payload",
 }
 
@@ -256,6 +258,7 @@ def datum_to_envelope(datum: dict[str, Any]) -> CommandEnvelope:
             expected_version=datum.get("expectedVersion"),
             extra={k: v for k, v in datum.items() if k not in _ENVELOPE_FIELDS},
             client_id=datum.get("clientId"),
+            caller=datum.get("caller"),
         )
     except DecodeError:
         raise

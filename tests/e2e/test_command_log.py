@@ -126,6 +126,7 @@ def test_an_accepted_command_is_on_the_log_exactly_as_sent(api: CommandApi) -> N
         idempotency_key_hash=key_hash("team-a", "key-1"),
         expected_version=None,
         client_id="team-a",
+        caller="team-a",
     )
 
     update_record = the_record(records, updated.json()["commandId"])
@@ -149,6 +150,7 @@ def test_an_accepted_command_is_on_the_log_exactly_as_sent(api: CommandApi) -> N
         idempotency_key_hash=None,
         expected_version=1,
         client_id="anonymous",
+        caller="anonymous",
     )
     assert update.accepted_at >= command.accepted_at
 

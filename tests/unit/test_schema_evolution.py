@@ -21,6 +21,7 @@ from tests.unit.builders import create, update
 # Pinned: a changed v1 fingerprint means someone edited a schema that records on
 # the log were written with, and those records could no longer be found.
 V1_FINGERPRINT = "706dee72f851757e"
+V2_FINGERPRINT = "ba1ee32929da0103"
 
 
 def version(n: int) -> SchemaVersion:
@@ -53,6 +54,7 @@ def test_v2_is_the_writer_and_v1_is_kept() -> None:
     assert writer_schema().version == max(v.version for v in schema_versions())
     assert CommandCodec().writer.version == writer_schema().version
     assert version(1).fingerprint_hex == V1_FINGERPRINT
+    assert version(2).fingerprint_hex == V2_FINGERPRINT
 
 
 def test_v2_adds_exactly_one_optional_field() -> None:
@@ -121,3 +123,46 @@ def test_every_newer_version_reads_every_older_one() -> None:
         decoded = CommandCodec(reader=new).decode(written)
         assert decoded.command_id == command.command_id, (old.version, new.version)
         assert decoded.payload == command.payload
+
+
+# -- version 3: the authenticated caller ---------------------------------------------
+
+
+def with_caller(
+    command: CommandEnvelope, caller: str | None, client: str | None
+) -> CommandEnvelope:
+    return CommandEnvelope(**{**vars(with_client(command, client)), "caller": caller})
+
+
+def test_v3_adds_exactly_one_optional_field_and_is_the_writer() -> None:
+    def fields(n: int) -> dict[str, Any]:
+        raw = json.loads((AVRO_DIR / f"action_item_command.v{n}.avsc").read_text())
+        return {f["name"]: f for f in raw["fields"]}
+
+    v2, v3 = fields(2), fields(3)
+    assert set(v3) - set(v2) == {"caller"}
+    assert v3["caller"]["type"] == ["null", "string"] and v3["caller"]["default"] is None
+    # every v2 field unchanged but for its doc
+    strip = lambda f: {k: v for k, v in f.items() if k != "doc"}  # noqa: E731
+    assert all(strip(v2[name]) == strip(v3[name]) for name in v2)
+    assert writer_schema().version == 3
+
+
+@pytest.mark.parametrize("command", samples(), ids=["create", "update"])
+def test_v1_and_v2_records_decode_with_the_v3_reader_without_a_caller(
+    command: CommandEnvelope,
+) -> None:
+    reader = CommandCodec(reader=version(3))
+    from_v1 = CommandCodec(writer=version(1)).encode(with_caller(command, "sub-x", "team"))
+    from_v2 = CommandCodec(writer=version(2)).encode(with_caller(command, "sub-x", "team"))
+    assert reader.decode(from_v1) == with_caller(command, None, None)
+    assert reader.decode(from_v2) == with_caller(command, None, "team")
+
+
+@pytest.mark.parametrize("command", samples(), ids=["create", "update"])
+def test_a_v3_record_keeps_the_caller_and_older_readers_skip_it(command: CommandEnvelope) -> None:
+    written = CommandCodec().encode(with_caller(command, "alice", "team-a"))
+    assert written[2:10] == version(3).fingerprint
+    assert CommandCodec().decode(written) == with_caller(command, "alice", "team-a")
+    assert CommandCodec(reader=version(2)).decode(written) == with_caller(command, None, "team-a")
+    assert CommandCodec(reader=version(1)).decode(written) == with_caller(command, None, None)
