@@ -192,7 +192,13 @@ def rebuild(
         batch_size=batch_size,
         pause_timeout=pause_timeout,
     )
-    mode = output or (Output.RICH if sys.stdout.isatty() else Output.PLAIN)
+    code = run(settings, options, output or (Output.RICH if sys.stdout.isatty() else Output.PLAIN))
+    if code:
+        raise typer.Exit(code)
+
+
+def run(settings: ProjectorSettings, options: RebuildOptions, mode: Output) -> int:
+    """Run the rebuild with progress on the terminal; the exit code (0: done)."""
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -234,8 +240,7 @@ def rebuild(
     finally:
         reader.close()
         client.close()
-    if code:
-        raise typer.Exit(code)
+    return code
 
 
 def report(result: RebuildResult, mode: Output, job: Rebuild) -> None:
