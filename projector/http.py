@@ -5,32 +5,27 @@ from __future__ import annotations
 import threading
 
 import uvicorn
-from fastapi import FastAPI, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from fastapi import FastAPI
 
 from projector.health import Health
-from servicekit.problems import Problem, install_problem_handlers
+from servicekit.ops_routes import install_ops_routes, not_ready
+from servicekit.problems import install_problem_handlers
 
 
 def create_health_app(health: Health) -> FastAPI:
     app = FastAPI(title="ActionItems projector", version="0.1.0")
     install_problem_handlers(app)
 
-    @app.get("/healthz")
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/readyz")
-    def readyz() -> dict[str, object]:
+    async def ready() -> dict[str, object]:
+        # Health.problems() only reads state the loop writes (one short lock): no thread needed
         problems = health.problems()
         if problems:
-            raise Problem(503, "Not Ready", "; ".join(problems), down=problems)
+            raise not_ready(problems, "; ".join(problems))
         return {"status": "ready", "partitions": health.assignment}
 
-    @app.get("/metrics")
-    def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
+    install_ops_routes(
+        app, ready, readyz={"response_model": dict[str, object]}, metrics={"name": "metrics"}
+    )
     return app
 
 
