@@ -44,11 +44,9 @@ def media_type_problem(content_type: str, media_types: tuple[str, ...]) -> Probl
     media, _, params = content_type.partition(";")
     media = media.strip().lower()
     if media not in media_types:
-        return Problem(
-            415,
-            "Unsupported Media Type",
+        return _unsupported(
             f"Content-Type must be one of {', '.join(media_types)}",
-            errors=[{"field": "Content-Type", "message": f"unsupported: {media or 'missing'}"}],
+            f"unsupported: {media or 'missing'}",
         )
     for param in params.split(";"):
         name, _, value = param.partition("=")
@@ -56,12 +54,7 @@ def media_type_problem(content_type: str, media_types: tuple[str, ...]) -> Probl
             "utf-8",
             "utf8",
         ):
-            return Problem(
-                415,
-                "Unsupported Media Type",
-                "JSON bodies must be UTF-8 (RFC 8259)",
-                errors=[{"field": "Content-Type", "message": "charset must be utf-8"}],
-            )
+            return _unsupported("JSON bodies must be UTF-8 (RFC 8259)", "charset must be utf-8")
     return None
 
 
@@ -81,11 +74,8 @@ async def read_json_object(
             if len(body) > limit:
                 raise _too_large(limit)
     except ClientDisconnect:
-        raise Problem(
-            400,
-            "Bad Request",
-            "the client disconnected before the body was complete",
-            errors=[{"field": "body", "message": "incomplete"}],
+        raise _bad_body(
+            "the client disconnected before the body was complete", "incomplete"
         ) from None
     return parse_json_object(bytes(body))
 
@@ -100,59 +90,29 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
         )
     except _DuplicateMember as exc:
         name = _printable(exc.name)
-        raise Problem(
-            422,
-            "Unprocessable Content",
-            f"member {name!r} appears more than once",
-            type_=VALIDATION,
-            errors=[{"field": name, "message": "appears more than once"}],
+        raise _unprocessable(
+            f"member {name!r} appears more than once", name, "appears more than once"
         ) from None
     except RecursionError:
-        raise Problem(
-            400,
-            "Bad Request",
-            "body is nested too deeply",
-            errors=[{"field": "body", "message": "nested too deeply"}],
-        ) from None
+        raise _bad_body("body is nested too deeply", "nested too deeply") from None
     except UnicodeDecodeError as exc:
-        raise Problem(
-            400,
-            "Bad Request",
-            f"body is not UTF-8: invalid byte at position {exc.start}",
-            errors=[{"field": "body", "message": "not UTF-8"}],
+        raise _bad_body(
+            f"body is not UTF-8: invalid byte at position {exc.start}", "not UTF-8"
         ) from None
     except json.JSONDecodeError as exc:
-        raise Problem(
-            400,
-            "Bad Request",
+        raise _bad_body(
             f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
-            errors=[{"field": "body", "message": "not valid JSON"}],
+            "not valid JSON",
         ) from None
     except ValueError as exc:  # NaN/Infinity, or a number with thousands of digits
         reason = str(exc) if "is not valid JSON" in str(exc) else "a number too long to read"
-        raise Problem(
-            400,
-            "Bad Request",
-            f"body is not valid JSON: {reason}",
-            errors=[{"field": "body", "message": "not valid JSON"}],
-        ) from None
+        raise _bad_body(f"body is not valid JSON: {reason}", "not valid JSON") from None
     if not isinstance(data, dict):
-        raise Problem(
-            422,
-            "Unprocessable Content",
-            "body must be a JSON object",
-            type_=VALIDATION,
-            errors=[{"field": "body", "message": "must be a JSON object"}],
-        )
+        raise _unprocessable("body must be a JSON object", "body", "must be a JSON object")
     where = _lone_surrogate(data, "")
     if where is not None:
-        raise Problem(
-            422,
-            "Unprocessable Content",
-            f"{where}: not a valid Unicode string (lone surrogate)",
-            type_=VALIDATION,
-            errors=[{"field": where, "message": "not a valid Unicode string (lone surrogate)"}],
-        )
+        message = "not a valid Unicode string (lone surrogate)"
+        raise _unprocessable(f"{where}: {message}", where, message)
     return data
 
 
@@ -192,9 +152,31 @@ def _lone_surrogate(value: Any, path: str) -> str | None:
 
 
 def _too_large(limit: int) -> Problem:
-    return Problem(
+    return _problem(
         413,
         "Content Too Large",
         f"body exceeds {limit} bytes",
-        errors=[{"field": "body", "message": f"larger than {limit} bytes"}],
+        "body",
+        f"larger than {limit} bytes",
     )
+
+
+def _problem(
+    status: int, title: str, detail: str, field: str, message: str, type_: str = "about:blank"
+) -> Problem:
+    """A problem naming the one part of the request that is wrong (``errors`` has one entry)."""
+    return Problem(
+        status, title, detail, type_=type_, errors=[{"field": field, "message": message}]
+    )
+
+
+def _bad_body(detail: str, message: str) -> Problem:
+    return _problem(400, "Bad Request", detail, "body", message)
+
+
+def _unsupported(detail: str, message: str) -> Problem:
+    return _problem(415, "Unsupported Media Type", detail, "Content-Type", message)
+
+
+def _unprocessable(detail: str, field: str, message: str) -> Problem:
+    return _problem(422, "Unprocessable Content", detail, field, message, VALIDATION)
