@@ -21,7 +21,7 @@ PYTEST_ARGS ?=
 # Where `make test` leaves pytest's exit code (read by .ci/run: 5 = no tests).
 PYTEST_RC_FILE ?= $(REPO)/.infra/pytest.rc
 
-.PHONY: help venv lock infra topics up down status lint test unit clean-infra
+.PHONY: help venv lock infra topics up down status lint test unit clean-infra browser
 
 help: ## list the targets
 	@echo "ActionItems make targets:"
@@ -94,7 +94,15 @@ lint: venv ## ruff check, ruff format --check, mypy
 	cd "$(REPO)" && "$(VENV)/bin/ruff" format --check .
 	cd "$(REPO)" && "$(VENV)/bin/mypy"
 
-test: topics lint ## the whole suite against real services (venv, infra, topics, lint, pytest)
+# The docs pages' browser test drives Debian's chromium through chromedriver (selenium).
+browser: ## install Debian's chromium and chromium-driver when missing (apt-get; root or sudo)
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then exit 0; fi; \
+	    sudo=""; if [[ "$$(id -u)" -ne 0 ]]; then sudo="sudo"; fi; \
+	    echo "installing chromium and chromium-driver (Debian packages)"; \
+	    $$sudo apt-get update -qq; \
+	    DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium chromium-driver >/dev/null
+
+test: topics lint browser ## the whole suite against real services (venv, infra, topics, lint, pytest)
 	@mkdir -p "$(dir $(PYTEST_RC_FILE))"; rm -f "$(PYTEST_RC_FILE)"
 	@cd "$(REPO)" && { rc=0; "$(PY)" -m pytest -q tests $(PYTEST_ARGS) || rc=$$?; \
 	    echo "$$rc" > "$(PYTEST_RC_FILE)"; \
