@@ -75,6 +75,9 @@ up: topics ## start everything in the background and print the addresses
 	@echo "  query API    http://localhost:8001  (docs /docs)"
 	@echo "  projector    http://localhost:8002  (/healthz, /readyz, /metrics)"
 	@echo "  logs         $(REPO)/.infra/logs/   ('make down' stops everything)"
+	@echo
+	@echo "Try it (tokens valid 24 h):"
+	@cd "$(REPO)" && "$(PY)" -m infra.dev_keys --curl
 
 down: ## stop the services, the store, Kafka and the test cluster (harmless twice)
 	-"$(REPO)/infra/services.sh" stop

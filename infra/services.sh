@@ -11,7 +11,8 @@
 # pid files: .infra/run/<service>.pid    logs: .infra/logs/<service>.log
 # The services run with the repository as working directory (a .env file
 # there is honoured by the services) and inherit this environment
-# (KAFKA_BOOTSTRAP_SERVERS, MONGODB_URI, ...).
+# (KAFKA_BOOTSTRAP_SERVERS, MONGODB_URI, AUTH_..., ...). Without any AUTH_* setting
+# they verify bearer tokens with development keys created in .infra/auth/.
 #
 # Environment:
 #   SERVICES_START_TIMEOUT  seconds to wait for GET /healthz == 200 (default 30)
@@ -97,9 +98,26 @@ launch() {
     [[ -s "$pf" ]] || die "$s: did not write its pid file $pf"
 }
 
+# Bearer-token keys: without any AUTH_* setting (environment or .env), the services
+# verify tokens with the development key pair in .infra/auth/ (created once here;
+# `python -m servicekit.mint_token` signs with its private half).
+dev_auth_keys() {
+    if [[ -n "${AUTH_DISABLED:-}${AUTH_JWKS_FILE:-}${AUTH_PUBLIC_KEY_FILES:-}${AUTH_HS256_SECRET:-}" ]]; then
+        return 0
+    fi
+    if [[ -f "$REPO/.env" ]] && grep -qiE '^[[:space:]]*AUTH_(DISABLED|JWKS_FILE|PUBLIC_KEY_FILES|HS256_SECRET)=' "$REPO/.env"; then
+        return 0
+    fi
+    AUTH_JWKS_FILE="$(cd "$REPO" && "$VENV/bin/python" -m infra.dev_keys)" \
+        || die "could not create the development keys in .infra/auth/"
+    export AUTH_JWKS_FILE
+    say "bearer tokens: development keys ($AUTH_JWKS_FILE)"
+}
+
 cmd_start() {
     local s pid t0 todo=() failed=0 deadline code
     t0="$(now)"
+    dev_auth_keys
     for s in "$@"; do
         pid="$(svc_pid "$s")"
         if [[ -n "$pid" ]]; then
