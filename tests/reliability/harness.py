@@ -1,0 +1,236 @@
+"""The suite's own infrastructure and one isolated stage (topics, database, processes) per scenario."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pymongo import MongoClient
+from pymongo.database import Database
+
+from servicekit.settings import CommonSettings
+from tests.reliability.check import BacklogWatch, Counts, Window, count
+from tests.reliability.load import Clock, Load
+from tests.reliability.own_kafka import OwnKafka
+from tests.reliability.results import Row
+from tests.reliability.toxiproxy import Toxiproxy
+from tests.support import services
+from tests.support.command_api import own_topics
+from tests.support.projector_store import PrivateFerretDB
+from tests.support.services import REPO, ServiceProcess, free_port
+
+BASE = REPO / ".infra" / "reliability"
+START_TIMEOUT = 120  # a service process on two shared, busy cores
+
+# Bounds of the services under test: short enough that faults show within a scenario.
+SERVICE_ENV = {
+    "COMMANDS_PARTITIONS": "3",
+    "DELIVERY_TIMEOUT_SECONDS": "3",
+    "RETRY_AFTER_SECONDS": "1",
+    "CONSUMER_SESSION_TIMEOUT_MS": "6000",
+    "BATCH_SIZE": "200",
+    "STORE_RETRY_MAX_SECONDS": "1",
+    "MONGODB_TIMEOUT_MS": "2000",
+    "LOG_LEVEL": "INFO",
+}
+
+
+@dataclass
+class Suite:
+    """What every scenario shares: one broker and one FerretDB of the suite's own."""
+
+    base: Path
+    kafka: OwnKafka
+    store: PrivateFerretDB
+    proxy_ports: dict[str, int]
+    toxiproxy: Toxiproxy | None = None
+    soak_seconds: float = 600.0
+
+    @classmethod
+    @contextlib.contextmanager
+    def running(cls, soak_seconds: float = 600.0) -> Iterator[Suite]:
+        shutil.rmtree(BASE, ignore_errors=True)
+        BASE.mkdir(parents=True)
+        proxy_ports = {"CMDPROXY": free_port(), "PROJPROXY": free_port()}
+        kafka = OwnKafka.create(BASE / "kafka", 1, proxy_ports)
+        store = PrivateFerretDB(free_port(), BASE / "ferretdb-state", BASE / "ferretdb.log")
+        suite = cls(BASE, kafka, store, proxy_ports, soak_seconds=soak_seconds)
+        try:
+            t0 = time.monotonic()
+            kafka.start()
+            store.start(timeout=60)
+            print(
+                f"suite: broker {kafka.bootstrap} and FerretDB {store.uri} up in "
+                f"{time.monotonic() - t0:.0f} s",
+                flush=True,
+            )
+            yield suite
+        finally:
+            if suite.toxiproxy is not None:
+                suite.toxiproxy.stop()
+            kafka.stop()
+            store.stop()
+
+    def mongo(self) -> MongoClient[dict[str, Any]]:
+        return MongoClient(self.store.uri, serverSelectionTimeoutMS=10_000)
+
+
+@dataclass
+class Stage:
+    """One scenario's topics, database and service processes."""
+
+    name: str
+    suite: Suite
+    bootstrap: str  # direct, for the checker
+    env: dict[str, str]
+    settings: CommonSettings
+    log_dir: Path
+    db: Database[Any]
+    clock: Clock = field(default_factory=Clock)
+    processes: list[ServiceProcess] = field(default_factory=list)
+    windows: list[Window] = field(default_factory=list)
+
+    def command_api(self, **overrides: str) -> ServiceProcess:
+        proc = services.command_api_process({**self.env, **overrides}, free_port(), self.log_dir)
+        self.processes.append(proc)
+        return proc.start(timeout=START_TIMEOUT)
+
+    def query_api(self, **overrides: str) -> ServiceProcess:
+        proc = services.query_api_process({**self.env, **overrides}, free_port(), self.log_dir)
+        self.processes.append(proc)
+        return proc.start(timeout=START_TIMEOUT)
+
+    def projector(self, **overrides: str) -> ServiceProcess:
+        proc = services.projector_process({**self.env, **overrides}, free_port(), self.log_dir)
+        self.processes.append(proc)
+        return proc.start(timeout=START_TIMEOUT)
+
+    def load(self, api: ServiceProcess, **kw: Any) -> Load:
+        url = api.health_url.rsplit("/", 1)[0]
+        return Load(url, self.clock, self.log_dir / "requests.jsonl", prefix=self.name, **kw)
+
+    def window(self, label: str) -> Window:
+        w = Window(label, self.clock.now())
+        self.windows.append(w)
+        return w
+
+    def end(self, w: Window) -> BacklogWatch:
+        w.end = self.clock.now()
+        return self.backlog()
+
+    def backlog(self) -> BacklogWatch:
+        s = self.settings
+        return BacklogWatch(
+            self.db, self.bootstrap, s.commands_topic, s.commands_partitions
+        ).start()
+
+    def count(self, load: Load) -> Counts:
+        s = self.settings
+        return count(
+            load.attempts,
+            self.db,
+            self.bootstrap,
+            s.commands_topic,
+            s.commands_partitions,
+            self.windows,
+        )
+
+    def finish(self, row: Row, load: Load, backlog: BacklogWatch | None, tail: float = 10) -> None:
+        """Keep the load on for ``tail`` s, stop it, retry what was not confirmed, count."""
+        time.sleep(tail)
+        load.stop()
+        left = load.retry_unconfirmed()
+        if left:
+            row.notes.append(f"{left} requests still unconfirmed after 6 retry rounds")
+        if backlog is not None:
+            row.lag0 = backlog.wait()
+        row.counts = self.count(load)
+
+    def log_errors(self) -> dict[str, int]:
+        """ERROR lines per service log of this stage."""
+        out: dict[str, int] = {}
+        for path in sorted(self.log_dir.glob("*.log")):
+            text = path.read_text(errors="replace")
+            out[path.name] = text.count('"level": "ERROR"') + text.count("Traceback (most recent")
+        return out
+
+
+@contextlib.contextmanager
+def stage(suite: Suite, name: str, kafka: OwnKafka | None = None, **config: str) -> Iterator[Stage]:
+    kafka = kafka or suite.kafka
+    log_dir = suite.base / name
+    log_dir.mkdir(parents=True, exist_ok=True)
+    mongo = suite.mongo()
+    extra = {} if len(kafka.nodes) == 1 else {"REPLICATION_FACTOR": "3", "MIN_INSYNC_REPLICAS": "2"}
+    with own_topics(kafka.bootstrap, suite.store.uri, **{**SERVICE_ENV, **extra, **config}) as (
+        settings,
+        env,
+    ):
+        st = Stage(
+            name, suite, kafka.bootstrap, env, settings, log_dir, mongo[settings.mongodb_database]
+        )
+        try:
+            yield st
+        finally:
+            for proc in reversed(st.processes):
+                with contextlib.suppress(Exception):
+                    proc.stop(timeout=20)
+            with contextlib.suppress(Exception):
+                mongo.drop_database(settings.mongodb_database)
+            mongo.close()
+
+
+def sample(until: Callable[[], bool], every: float, probe: Callable[[], Any]) -> list[Any]:
+    out = []
+    while not until():
+        out.append(probe())
+        time.sleep(every)
+    return out
+
+
+def readyz(url: str) -> int:
+    try:
+        return httpx.get(f"{url}/readyz", timeout=3).status_code
+    except httpx.HTTPError:
+        return 0
+
+
+@dataclass
+class ReadySampler:
+    """/readyz of some processes every ``every`` s, on the scenario clock."""
+
+    clock: Clock
+    urls: dict[str, str]
+    every: float = 0.5
+    samples: list[tuple[float, str, int]] = field(default_factory=list)
+    stop_event: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> ReadySampler:
+        def run() -> None:
+            while not self.stop_event.wait(self.every):
+                for name, url in self.urls.items():
+                    self.samples.append((self.clock.now(), name, readyz(url)))
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def between(self, name: str, start: float, end: float) -> list[int]:
+        return [code for t, n, code in self.samples if n == name and start <= t <= end]
+
+
+def base_url(proc: ServiceProcess) -> str:
+    return proc.health_url.rsplit("/", 1)[0]
