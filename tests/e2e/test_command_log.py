@@ -30,7 +30,8 @@ from schemas.codec import writer_schema
 from schemas.partitioning import partition_for
 from servicekit.consistency import ConsistencyToken
 from tests.support.command_api import CommandApi, own_topics, running_command_api
-from tests.support.command_log import LogRecord, by_key, read_records
+from tests.support.command_log import by_key, read_records
+from tests.support.log_record import LogRecord
 
 PARTITIONS = 3
 
@@ -187,7 +188,7 @@ def test_per_item_order_on_the_log_with_interleaved_updates(api: CommandApi) -> 
 
     sent = asyncio.run(run())
     records = log_of(api)
-    by_command = {r.key: r for r in records}
+    by_command = {r.key_text: r for r in records}
     interleaved = 0
     for item, history in sent.items():
         on_log = [by_command[command_id] for command_id, _, _ in history]
@@ -197,11 +198,11 @@ def test_per_item_order_on_the_log_with_interleaved_updates(api: CommandApi) -> 
         assert offsets == sorted(offsets), f"{item}: log order is not acceptance order"
         interleaved += offsets[-1] - offsets[0] + 1 - len(offsets)
         commands = [r.command() for r in on_log]
-        assert [c.command_id for c in commands] == [r.key for r in on_log]
+        assert [c.command_id for c in commands] == [r.key_text for r in on_log]
         assert [c.action_item_id for c in commands] == [item] * len(history)
         assert [c.payload.title for c in commands] == [f"v{i}" for i in range(updates + 1)]
         for (command_id, corr, token), record in zip(history, on_log, strict=True):
-            assert record.key == command_id
+            assert record.key_text == command_id
             assert (token.partition, token.offset) == (record.partition, record.offset)
             check_headers(record, corr, "create" if corr.endswith("create") else "update")
     # other items' commands landed between one item's commands: the updates did interleave
@@ -222,7 +223,7 @@ def test_concurrent_updates_of_one_item_are_logged_in_acceptance_order(api: Comm
         return [a.json()["commandId"] for a in answers]
 
     command_ids = set(asyncio.run(run()))
-    mine = [r for r in log_of(api) if r.key in command_ids]
+    mine = [r for r in log_of(api) if r.key_text in command_ids]
     assert len(mine) == 20
     assert {r.partition for r in mine} == {partition_for(item, PARTITIONS)}
     accepted = [r.command().accepted_at for r in sorted(mine, key=lambda r: r.offset)]

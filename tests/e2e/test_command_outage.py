@@ -35,9 +35,9 @@ from tests.support.command_api import (
     own_topics,
     ready,
     start_command_api,
-    wait_until,
 )
 from tests.support.command_log import by_key, read_records
+from tests.support.waiting import wait_until
 
 BOUND = 2.0  # DELIVERY_TIMEOUT_SECONDS of the API under test
 # As the client sees it, on two cores shared with other test suites (load averages of

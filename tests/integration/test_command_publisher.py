@@ -11,8 +11,9 @@ import pytest
 from confluent_kafka import KafkaError
 
 from command_api.publisher import CommandPublisher, Delivered, LogUnavailable, producer_config
-from tests.support.command_api import own_topics, wait_until
+from tests.support.command_api import own_topics
 from tests.support.command_log import by_key, read_records
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
@@ -41,7 +42,7 @@ def test_records_are_acknowledged_with_their_position(kafka_bootstrap: str, topi
         delivered = asyncio.run(run())
     finally:
         pub.close(10)
-    records = {r.key: r for r in read_records(kafka_bootstrap, topic)}
+    records = {r.key_text: r for r in read_records(kafka_bootstrap, topic)}
     for i, answer in enumerate(delivered):
         assert (records[f"k{i}"].partition, records[f"k{i}"].offset) == (
             answer.partition,

@@ -11,7 +11,7 @@ import json
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -25,6 +25,7 @@ from servicekit.consistency import ConsistencyToken
 from servicekit.read_model import active_read_model
 from tests.support.query_data import CommandLog, document, item, listening_client, seed
 from tests.support.services import free_port
+from tests.support.waiting import wait_until
 
 with warnings.catch_warnings():
     # Starlette asks to move its TestClient to httpx2, which this project does not install.
@@ -283,13 +284,6 @@ def position_reads(log: CommandLog) -> int:
     )
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
-
-
 def test_token_waits_share_one_poller_and_nothing_polls_when_nobody_waits(api: Api) -> None:
     for clear_first in (False, True):  # the first round lets any earlier poll finish
         if clear_first:
@@ -330,7 +324,9 @@ def test_waiters_are_woken_when_the_projector_reaches_their_position(
                     pool.submit(http.get, f"/action-items/{state.id}", headers=token)
                     for _ in range(8)
                 ]
-                wait_until(lambda: position_reads(log) > 0)  # they are waiting now
+                wait_until(
+                    lambda: position_reads(log) > 0, 10, "the waiters to poll positions", 0.01
+                )
                 # the item and then the position arrive as the projector writes them
                 model = seed(mongo[db_name], [state])
                 model.positions.insert_one({"_id": "1", "partition": 1, "nextOffset": 42})

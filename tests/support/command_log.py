@@ -5,24 +5,10 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from confluent_kafka import Consumer, TopicPartition
 
-from domain.commands import CommandEnvelope
-from schemas.codec import CommandCodec
-
-
-@dataclass(frozen=True)
-class LogRecord:
-    partition: int
-    offset: int
-    key: str | None
-    value: bytes | None
-    headers: dict[str, bytes]
-
-    def command(self, codec: CommandCodec | None = None) -> CommandEnvelope:
-        return (codec or CommandCodec()).decode(self.value)
+from tests.support.log_record import LogRecord
 
 
 def read_records(bootstrap: str, topic: str, timeout: float = 30) -> list[LogRecord]:
@@ -54,16 +40,7 @@ def read_records(bootstrap: str, topic: str, timeout: float = 30) -> list[LogRec
                 if msg.error():
                     continue
                 p, o = int(msg.partition() or 0), int(msg.offset() or 0)
-                key = msg.key()
-                records.append(
-                    LogRecord(
-                        p,
-                        o,
-                        key.decode() if isinstance(key, bytes) else key,
-                        msg.value(),
-                        _headers(msg.headers()),
-                    )
-                )
+                records.append(LogRecord(p, o, msg.key(), msg.value(), _headers(msg.headers())))
                 if o + 1 >= ends[p]:
                     done.add(p)
         return sorted(records, key=lambda r: (r.partition, r.offset))
@@ -97,6 +74,6 @@ def wait_for_records(
 def by_key(records: list[LogRecord]) -> dict[str, list[LogRecord]]:
     out: dict[str, list[LogRecord]] = {}
     for record in records:
-        if record.key is not None:
-            out.setdefault(record.key, []).append(record)
+        if record.key_text is not None:
+            out.setdefault(record.key_text, []).append(record)
     return out

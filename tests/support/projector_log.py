@@ -19,18 +19,9 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 from domain.commands import CommandEnvelope, CreateActionItem, Priority, Status, UpdateActionItem
 from schemas.codec import CommandCodec
 from schemas.partitioning import partition_for
+from tests.support.log_record import LogRecord
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-
-
-@dataclass(frozen=True)
-class LogRecord:
-    """One record as it sits on the log."""
-
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
 
 
 def producer(bootstrap: str) -> Producer:

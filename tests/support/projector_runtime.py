@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import re
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 import httpx
 from confluent_kafka import Consumer, TopicPartition
@@ -19,20 +17,7 @@ from projector.settings import ProjectorSettings
 from servicekit.read_model import active_read_model
 from servicekit.store_types import StoreDatabase
 from tests.support import services
-
-T = TypeVar("T")
-
-
-def wait_until(check: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
-    """Poll ``check`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
+from tests.support.waiting import wait_until
 
 
 def positions(db: StoreDatabase) -> dict[int, int]:
