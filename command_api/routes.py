@@ -31,6 +31,15 @@ from servicekit.problems import Problem, errors_from_pydantic, validation_proble
 JSON_TYPES = ("application/json",)
 PATCH_TYPES = ("application/merge-patch+json", "application/json")
 WRITE_HEADERS = ("Idempotency-Key", "X-Client-Id", "X-Correlation-Id")
+# The bodies are read by hand (read_json_object), so the OpenAPI document names them here.
+CREATE_OPENAPI = {
+    **request_body(CreateActionItemRequest, *JSON_TYPES),
+    "parameters": header_parameters(*WRITE_HEADERS),
+}
+UPDATE_OPENAPI = {
+    **request_body(UpdateActionItemRequest, *PATCH_TYPES),
+    "parameters": header_parameters(*WRITE_HEADERS, "If-Match"),
+}
 
 
 def write_router(
@@ -54,10 +63,7 @@ def write_router(
         response_model=Accepted,
         responses=write_responses(),
         summary="Create an ActionItem",
-        openapi_extra={
-            **request_body(CreateActionItemRequest, *JSON_TYPES),
-            "parameters": header_parameters(*WRITE_HEADERS),
-        },
+        openapi_extra=CREATE_OPENAPI,
     )
     async def create_action_item(request: Request, response: Response) -> Accepted:
         hdrs = write_headers(request.headers, conditional=False)
@@ -72,10 +78,7 @@ def write_router(
         response_model=Accepted,
         responses=write_responses(),
         summary="Update an ActionItem with a JSON merge patch",
-        openapi_extra={
-            **request_body(UpdateActionItemRequest, *PATCH_TYPES),
-            "parameters": header_parameters(*WRITE_HEADERS, "If-Match"),
-        },
+        openapi_extra=UPDATE_OPENAPI,
     )
     async def update_action_item(
         request: Request,
