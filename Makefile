@@ -21,7 +21,7 @@ PYTEST_ARGS ?=
 # Where `make test` leaves pytest's exit code (read by .ci/run: 5 = no tests).
 PYTEST_RC_FILE ?= $(REPO)/.infra/pytest.rc
 
-.PHONY: help venv lock infra topics up down status lint test unit clean-infra browser
+.PHONY: help venv lock infra topics up down status lint test unit clean-infra browser bench
 
 help: ## list the targets
 	@echo "ActionItems make targets:"
@@ -52,9 +52,9 @@ $(VENV_STAMP): $(REPO)/requirements.lock $(REPO)/pyproject.toml
 # resolves only what is new; UPGRADE=1 moves every pin to the newest allowed release.
 # uv comes from the lock itself: a `make venv` that stopped at the stale-lock check has
 # already installed it.
-lock: ## refresh requirements.lock from pyproject.toml + the test extra (UPGRADE=1: newest versions)
+lock: ## refresh requirements.lock from pyproject.toml + the test and bench extras (UPGRADE=1: newest versions)
 	@if [[ ! -x "$(VENV)/bin/uv" ]]; then $(MAKE) --no-print-directory venv || true; fi
-	cd "$(REPO)" && "$(VENV)/bin/uv" pip compile pyproject.toml --extra test \
+	cd "$(REPO)" && "$(VENV)/bin/uv" pip compile pyproject.toml --extra test --extra bench \
 	    --universal --python-version 3.11 --generate-hashes $(if $(UPGRADE),--upgrade) \
 	    --custom-compile-command 'make lock' --quiet -o requirements.lock
 
@@ -114,6 +114,16 @@ test: topics lint browser ## the whole suite against real services (venv, infra,
 
 unit: venv ## unit tests only (no services needed)
 	cd "$(REPO)" && "$(PY)" -m pytest -q tests/unit $(PYTEST_ARGS)
+
+# Performance (issue 18), never part of `make test`: the product on the running `make up`
+# stack (started when it does not answer) against baselines measured in the same run; wrk is
+# installed when missing. Results in bench-results/, the table copied into docs/performance.md.
+BENCH_ARGS ?=
+bench: venv ## performance targets as ratios to same-run baselines (BENCH_ARGS="--quick --only command")
+	@"$(REPO)/tests/benchmarks/install_wrk.sh"
+	@"$(PY)" -c 'import matplotlib' 2>/dev/null \
+	    || "$(PY)" -m pip install -q --disable-pip-version-check 'matplotlib>=3.8'
+	cd "$(REPO)" && "$(PY)" -m tests.benchmarks.bench $(BENCH_ARGS)
 
 clean-infra: down ## stop everything and delete .infra/ (data, logs, downloaded and built caches)
 	rm -rf "$(REPO)/.infra"

@@ -1,0 +1,73 @@
+"""The state one bench run shares between its measurements."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from tests.benchmarks import wrk
+from tests.benchmarks.results import Report
+from tests.benchmarks.stack import Stack
+
+CREATE_BODY = '{"title": "load", "priority": "high", "tags": ["load", "bench"]}'
+
+
+@dataclass
+class Bench:
+    stack: Stack
+    quick: bool
+    out: Path
+    logs: Path
+    flags: list[str]
+    report: Report
+    server: str = ""
+    # the best HTTP rate any server reached in this run (the generator must do 3x that)
+    best_rate: float = 0.0
+    best_rate_what: str = ""
+    # the product's best accepted writes/s (freshness loads it at half of that)
+    max_write_rate: float = 0.0
+    series: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def seconds(self) -> float:
+        return 3.0 if self.quick else 10.0
+
+    @property
+    def warmup(self) -> float:
+        return 1.0 if self.quick else 2.0
+
+    def load(
+        self, url: str, script: str, connections: int, what: str, seconds: float | None = None
+    ) -> wrk.WrkResult:
+        """A warm-up run (discarded), then the measured run; remembers the best rate."""
+        wrk.run(url, script, connections, self.warmup)
+        result = wrk.run(url, script, connections, seconds or self.seconds)
+        print(
+            f"  {what:38} c={connections:<4} {result.rate:9,.0f}/s  p50 {result.p50_ms:7.1f} ms"
+            f"  p99 {result.p99_ms:7.1f} ms  errors {result.errors}",
+            flush=True,
+        )
+        if result.rate > self.best_rate:
+            self.best_rate, self.best_rate_what = result.rate, what
+        return result
+
+    @contextlib.contextmanager
+    def own_topic(self, name: str, partitions: int | None = None) -> Iterator[str]:
+        """A fresh topic on the stack's broker (same partitions as the product), deleted after."""
+        topic = f"bench-{uuid.uuid4().hex[:8]}.{name}"
+        admin = AdminClient({"bootstrap.servers": self.stack.bootstrap})
+        spec = NewTopic(topic, partitions or self.stack.settings.commands_partitions, 1)
+        for future in admin.create_topics([spec], operation_timeout=30).values():
+            future.result(timeout=60)
+        try:
+            yield topic
+        finally:
+            with contextlib.suppress(Exception):
+                for future in admin.delete_topics([topic], operation_timeout=30).values():
+                    future.result(timeout=60)

@@ -1,0 +1,77 @@
+"""Baseline: the smallest honest command API, run with the product's uvicorn flags.
+
+FastAPI + pydantic body, fastavro with a parsed schema, one idempotent acks=all
+producer (linger 5 ms, as the product) served by a poll thread; each request
+awaits its own delivery report before answering 202. Env: PEER_TOPIC,
+KAFKA_BOOTSTRAP_SERVERS.
+"""
+
+import asyncio
+import io
+import logging
+import os
+import threading
+import uuid
+from typing import Any, Literal
+
+import fastavro
+from confluent_kafka import Producer
+from fastapi import FastAPI
+from pydantic import BaseModel, Field
+
+FIELDS = [("commandId", "string"), ("title", "string"), ("priority", "string")]
+SCHEMA = fastavro.parse_schema(
+    {
+        "type": "record",
+        "name": "Create",
+        "fields": [{"name": n, "type": t} for n, t in FIELDS]
+        + [{"name": "tags", "type": {"type": "array", "items": "string"}}],
+    }
+)
+TOPIC = os.environ.get("PEER_TOPIC", "bench-peer.commands")
+BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092")
+producer = Producer(
+    {"bootstrap.servers": BOOTSTRAP, "acks": "all", "enable.idempotence": True, "linger.ms": 5}
+)
+
+
+def serve_reports() -> None:
+    while True:
+        producer.poll(0.1)
+
+
+threading.Thread(target=serve_reports, daemon=True).start()
+app = FastAPI()
+logging.getLogger("uvicorn.access").setLevel(logging.WARNING)  # as the product
+
+
+class Create(BaseModel):
+    title: str = Field(min_length=1, max_length=200)
+    priority: Literal["low", "normal", "high", "urgent"] = "normal"
+    tags: list[str] = Field(default_factory=list, max_length=20)
+
+
+def settle(done: "asyncio.Future[Any]", err: Any, msg: Any) -> None:
+    if not done.done():
+        done.set_exception(RuntimeError(str(err))) if err else done.set_result(msg)
+
+
+@app.post("/action-items", status_code=202)
+async def create(body: Create) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[Any] = loop.create_future()
+    command_id = str(uuid.uuid4())
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, SCHEMA, {"commandId": command_id, **body.model_dump()})
+
+    def report(err: Any, msg: Any) -> None:
+        loop.call_soon_threadsafe(settle, done, err, msg)
+
+    producer.produce(TOPIC, buf.getvalue(), key=command_id, on_delivery=report)
+    msg = await done
+    return {"commandId": command_id, "partition": msg.partition(), "offset": msg.offset()}
+
+
+@app.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
