@@ -2,41 +2,62 @@
 
 from __future__ import annotations
 
-from domain.planning import CommandRecord, plan_batch, settled_outcomes
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from domain.commands import CommandEnvelope
+from domain.planning import CommandOutcome, CommandRecord, StoredItem, plan_batch, settled_outcomes
 from domain.rules import Code, LogPosition
 from tests.unit.builders import ITEM, create, update
 
 OTHER = "22222222-2222-4222-8222-222222222222"
 
 
-def records(*commands, partition: int = 0, start: int = 0) -> list[CommandRecord]:
+def records(*commands: CommandEnvelope, partition: int = 0, start: int = 0) -> list[CommandRecord]:
     return [CommandRecord(LogPosition(partition, start + i), c) for i, c in enumerate(commands)]
 
 
-def apply_all(batches, stored=None, known=None):
+@dataclass
+class Replayed:
+    """What the store holds after a replay: the items, the outcomes, each command's position."""
+
+    stored: dict[str, StoredItem]
+    outcomes: list[CommandOutcome]
+    known: dict[str, LogPosition]
+
+
+def replay(
+    batches: Iterable[list[CommandRecord]],
+    stored: Mapping[str, StoredItem] | None = None,
+    known: Mapping[str, LogPosition] | None = None,
+) -> Replayed:
     """Feed batches one after another, carrying the written state like the store would."""
-    stored = dict(stored or {})
-    known = dict(known or {})
-    outcomes = []
+    result = Replayed(dict(stored or {}), [], dict(known or {}))
     for batch in batches:
         plan = plan_batch(
             batch,
-            stored,
+            result.stored,
             {
-                r.command.command_id: known[r.command.command_id]
+                r.command.command_id: result.known[r.command.command_id]
                 for r in batch
-                if r.command.command_id in known
+                if r.command.command_id in result.known
             },
         )
         for write in plan.item_writes:
-            stored[write.stored.state.id] = write.stored
+            result.stored[write.stored.state.id] = write.stored
         for o in plan.outcomes:
-            known[o.command_id] = o.position
+            result.known[o.command_id] = o.position
         for m in plan.moves:
-            known[m.command_id] = m.position
-        outcomes.extend(plan.outcomes)
-    apply_all.known = known  # type: ignore[attr-defined]
-    return stored, outcomes
+            result.known[m.command_id] = m.position
+        result.outcomes.extend(plan.outcomes)
+    return result
+
+
+def apply_all(
+    batches: Iterable[list[CommandRecord]], stored: Mapping[str, StoredItem] | None = None
+) -> tuple[dict[str, StoredItem], list[CommandOutcome]]:
+    replayed = replay(batches, stored)
+    return replayed.stored, replayed.outcomes
 
 
 def test_commands_chain_within_a_batch() -> None:
@@ -93,13 +114,12 @@ def test_a_resent_copy_moves_the_recorded_position_to_the_copy() -> None:
     """Compaction keeps the latest copy; recording its position makes a replay identical."""
     rejected = update(expected=5, title="x", command_id="dup")
     live_log = records(create(), rejected, rejected)  # offsets 0, 1, 2: the copy is at 2
-    live, _ = apply_all([live_log])
-    live_positions = dict(apply_all.known)  # type: ignore[attr-defined]
+    live = replay([live_log])
     compacted = [live_log[0], live_log[2]]  # what the cleaner leaves
-    rebuilt, _ = apply_all([compacted])
-    assert live == rebuilt
-    assert live_positions == apply_all.known  # type: ignore[attr-defined]
-    assert live[ITEM].state.exceptions[0].offset == 2
+    rebuilt = replay([compacted])
+    assert live.stored == rebuilt.stored
+    assert live.known == rebuilt.known
+    assert live.stored[ITEM].state.exceptions[0].offset == 2
     plan = plan_batch(live_log, {}, {})
     # the copy is in the same batch: the status is written at the first copy's position
     # and moved after the items (a crash in between must not hide the first copy's effect)

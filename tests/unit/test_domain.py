@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from itertools import product
+from typing import Unpack
 
 import pytest
 from hypothesis import given, settings
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 from domain.commands import Priority, Status
 from domain.rules import (
     ALLOWED_TRANSITIONS,
+    ActionItem,
     Applied,
     Code,
     LogPosition,
@@ -21,7 +23,7 @@ from domain.rules import (
     with_exception,
     with_exception_moved,
 )
-from tests.unit.builders import ITEM, create, update
+from tests.unit.builders import ITEM, CreateFields, UpdateFields, create, update
 
 ALLOWED = {
     (Status.OPEN, Status.IN_PROGRESS),
@@ -35,8 +37,14 @@ ALLOWED = {
 }
 
 
-def created(**fields: object):
-    decision = decide(None, create(**fields))
+def created(
+    title: str = "t",
+    *,
+    key: str | None = None,
+    command_id: str | None = None,
+    **fields: Unpack[CreateFields],
+) -> ActionItem:
+    decision = decide(None, create(title=title, key=key, command_id=command_id, **fields))
     assert isinstance(decision, Applied)
     return decision.state
 
@@ -168,7 +176,7 @@ def test_a_decision_either_bumps_the_version_by_one_or_changes_nothing(
     current: Status, version: int, target: Status | None, expected: int | None, title: str | None
 ) -> None:
     state = replace(created(), status=current, version=version)
-    changes: dict[str, object] = {}
+    changes: UpdateFields = {}
     if target is not None:
         changes["status"] = target
     if title is not None:

@@ -23,7 +23,7 @@ from domain.rules import LogPosition
 from projector.documents import status_doc
 from schemas.partitioning import partition_for
 from tests.support.projector_model import fold_commands
-from tests.unit.builders import T0, create, update
+from tests.unit.builders import T0, UpdateFields, create, update
 
 ITEMS = [
     "11111111-1111-4111-8111-111111111111",
@@ -98,11 +98,11 @@ def command_streams() -> st.SearchStrategy[list[CommandEnvelope]]:
             if s[0] == "create":
                 out.append(create(s[1], at=at, key="k" if s[2] else None))
             elif s[0] == "update":
-                changes: dict[str, object] = {"title": f"t{at}"}
+                changes: UpdateFields = {"title": f"t{at}"}
                 if s[2] is not None:
                     changes["status"] = s[2]
                 key = "k" if at % 4 else None
-                out.append(update(s[1], at=at, expected=s[3], key=key, **changes))  # type: ignore[arg-type]
+                out.append(update(s[1], at=at, expected=s[3], key=key, **changes))
             elif s[0] == "unknown":
                 out.append(update("44444444-4444-4444-8444-444444444444", at=at, title="x"))
             elif out:
