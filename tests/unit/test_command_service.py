@@ -1,0 +1,98 @@
+"""The command API's use case without HTTP: what it publishes, and what it says back."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from command_api.publisher import Delivered, LogUnavailable
+from command_api.service import Acceptance, CommandService, Draft, NotConfirmed, RecordHeaders
+from domain.commands import CommandEnvelope
+from schemas.codec import CommandCodec
+from schemas.partitioning import partition_for
+from servicekit.consistency import ConsistencyToken
+from tests.unit.builders import create
+
+
+class Log:
+    """A stand-in for the producer (this tests the use case, not Kafka)."""
+
+    def __init__(self, partitions: int | None, fail: LogUnavailable | None = None) -> None:
+        self._known = partitions
+        self._partitions = partitions or 3
+        self.fail = fail
+        self.published: list[tuple[str, bytes, int, RecordHeaders, bool]] = []
+
+    @property
+    def partition_count(self) -> int | None:
+        return self._known
+
+    async def load_partition_count(self, deadline: float) -> int:
+        self._known = self._partitions
+        return self._partitions
+
+    async def publish(
+        self,
+        key: str,
+        value: bytes,
+        partition: int,
+        headers: RecordHeaders,
+        dedupe: bool,
+        deadline: float | None = None,
+    ) -> Delivered:
+        if self.fail is not None:
+            raise self.fail
+        self.published.append((key, value, partition, headers, dedupe))
+        return Delivered(partition, 41)
+
+
+def drafts() -> tuple[list[CommandEnvelope], Draft]:
+    made: list[CommandEnvelope] = []
+
+    def draft() -> CommandEnvelope:
+        made.append(create(str(uuid.uuid4())))
+        return made[-1]
+
+    return made, draft
+
+
+def test_an_acknowledged_command_is_accepted_with_its_position_as_the_token() -> None:
+    log, codec = Log(partitions=3), CommandCodec()
+    made, draft = drafts()
+    service = CommandService(log, codec, 5)
+    accepted = asyncio.run(service.accept(draft, dedupe=True))
+    assert isinstance(accepted, Acceptance)
+    command = made[-1]
+    assert len(made) == 1, "the partition count was known: one draft"
+    key, value, partition, headers, dedupe = log.published[0]
+    assert (key, partition, dedupe) == (
+        command.command_id,
+        partition_for(command.action_item_id, 3),
+        True,
+    )
+    assert codec.decode(value) == command
+    assert dict(headers)["command.type"] == command.kind.encode()
+    assert dict(headers)["correlation.id"] == command.correlation_id.encode()
+    token = ConsistencyToken.decode(accepted.consistency_token)
+    assert (token.command_id, token.partition, token.offset) == (command.command_id, partition, 41)
+
+
+def test_the_command_is_drafted_again_after_waiting_for_the_partition_count() -> None:
+    log = Log(partitions=None)
+    made, draft = drafts()
+    service = CommandService(log, CommandCodec(), 5)
+    accepted = asyncio.run(service.accept(draft, dedupe=False))
+    assert len(made) == 2, "acceptance is stamped after the wait"
+    assert accepted.command is made[-1]
+
+
+def test_a_log_that_does_not_confirm_is_not_confirmed_with_the_command() -> None:
+    log = Log(partitions=3, fail=LogUnavailable("timed out", maybe_written=True))
+    made, draft = drafts()
+    service = CommandService(log, CommandCodec(), 5)
+    with pytest.raises(NotConfirmed) as raised:
+        asyncio.run(service.accept(draft, dedupe=True))
+    assert raised.value.command is made[-1]
+    assert (raised.value.reason, raised.value.maybe_written) == ("timed out", True)
