@@ -10,6 +10,7 @@ import pytest
 from pymongo import MongoClient
 
 from servicekit.settings import CommonSettings
+from servicekit.store_types import StoreClient
 from tests.support import services
 from tests.support.command_api import own_topics
 
@@ -33,8 +34,8 @@ def mongodb_uri() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def mongo(mongodb_uri: str) -> Iterator[MongoClient]:
-    client: MongoClient = MongoClient(mongodb_uri, serverSelectionTimeoutMS=10_000)
+def mongo(mongodb_uri: str) -> Iterator[StoreClient]:
+    client: StoreClient = MongoClient(mongodb_uri, serverSelectionTimeoutMS=10_000)
     client.admin.command("ping")
     yield client
     client.close()
@@ -51,7 +52,7 @@ class Stack:
 
 @pytest.fixture
 def stack(
-    kafka_bootstrap: str, mongodb_uri: str, mongo: MongoClient, tmp_path: Path
+    kafka_bootstrap: str, mongodb_uri: str, mongo: StoreClient, tmp_path: Path
 ) -> Iterator[Stack]:
     with own_topics(kafka_bootstrap, mongodb_uri) as (settings, env):
         yield Stack(settings, env, tmp_path)

@@ -25,9 +25,9 @@ from typing import Any
 
 import httpx
 import pytest
-from pymongo import MongoClient
 
 from servicekit.read_model import active_read_model
+from servicekit.store_types import StoreClient
 from tests.support import services
 from tests.support.command_api import (
     Cluster,
@@ -91,7 +91,7 @@ class Outage:
 
 @pytest.fixture(scope="module")
 def outage(
-    mongodb_uri: str, mongo: MongoClient, tmp_path_factory: pytest.TempPathFactory
+    mongodb_uri: str, mongo: StoreClient, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Outage]:
     cluster = Cluster()
     cluster.start()

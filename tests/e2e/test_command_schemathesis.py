@@ -13,13 +13,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from schemathesis import GenerationMode
+from schemathesis import APIOperation, GenerationMode
 from schemathesis.checks import (
     content_type_conformance,
     negative_data_rejection,
@@ -81,7 +82,7 @@ def test_generated_requests_never_get_a_5xx_or_an_undeserved_202(api: CommandApi
         suppress_health_check=list(HealthCheck),
     )
     @given(case=cases)
-    def one_request(case: schemathesis.Case) -> None:
+    def one_request(case: schemathesis.Case[APIOperation[Any, Any, Any, Any]]) -> None:
         response = case.call(base_url=api.url, session=session, timeout=30)
         request = response.request
         seen["requests"] += 1

@@ -10,9 +10,8 @@ duplicated Exceptions entry.
 
 from __future__ import annotations
 
-from pymongo import MongoClient
-
 from servicekit.read_model import active_read_model
+from servicekit.store_types import StoreClient
 from tests.conftest import Stack
 from tests.support.projector_log import CommandMix, high_watermarks, produce_commands, read_log
 from tests.support.projector_model import differences, fold_log, read_stored
@@ -21,7 +20,7 @@ from tests.support.projector_runtime import projector_process, wait_projected, w
 COMMANDS = 5_000
 
 
-def test_kill_9_in_the_middle_then_restart_gives_the_fold(stack: Stack, mongo: MongoClient) -> None:
+def test_kill_9_in_the_middle_then_restart_gives_the_fold(stack: Stack, mongo: StoreClient) -> None:
     settings = stack.settings
     produce_commands(
         settings.kafka_bootstrap_servers,

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import httpx
-from pymongo import MongoClient
 
 from schemas.codec import MAGIC, CommandCodec
+from servicekit.store_types import StoreClient
 from tests.conftest import RunningSystem
 from tests.support.projector_log import produce_raw, read_log, read_topic_messages
 from tests.support.projector_model import differences, fold_log, read_stored
@@ -14,7 +14,7 @@ from tests.unit.builders import create
 
 
 def test_garbage_lands_in_the_dlq_with_reason_and_position_and_later_commands_apply(
-    system: RunningSystem, mongo: MongoClient
+    system: RunningSystem, mongo: StoreClient
 ) -> None:
     settings = system.stack.settings
     commands = httpx.Client(base_url=system.command_url, timeout=10)

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from pymongo import MongoClient
 
+from servicekit.store_types import StoreClient
 from tests.conftest import Stack
 from tests.support import services
 from tests.support.projector_log import high_watermarks, read_log
@@ -73,7 +73,7 @@ class CommitWatch:
     """Samples the group's committed offsets and the stored positions (via the shared store)."""
 
     stack: Stack
-    mongo: MongoClient
+    mongo: StoreClient
     violations: list[str] = field(default_factory=list)
     samples: int = 0
     stop: threading.Event = field(default_factory=threading.Event)
@@ -130,7 +130,7 @@ def watch_readiness(url: str, until: float) -> tuple[list[tuple[int, str]], floa
 
 def test_store_down_10_s_and_hung_under_load(
     stack: Stack,
-    mongo: MongoClient,
+    mongo: StoreClient,
     private_store: PrivateFerretDB,  # noqa: F811
     apis: tuple[str, str],
 ) -> None:

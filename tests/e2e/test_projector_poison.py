@@ -13,10 +13,9 @@ import json
 import uuid
 from typing import Any
 
-from pymongo import MongoClient
-
 from schemas.partitioning import partition_for
 from servicekit.read_model import active_read_model
+from servicekit.store_types import StoreClient
 from tests.conftest import Stack
 from tests.support.projector_log import high_watermarks, produce_commands, produce_one, read_log
 from tests.support.projector_model import differences, fold_log, read_stored
@@ -41,7 +40,7 @@ def item_in(partition: int, partitions: int) -> str:
 
 
 def test_a_refused_command_holds_its_partition_until_the_cause_is_gone(
-    stack: Stack, mongo: MongoClient
+    stack: Stack, mongo: StoreClient
 ) -> None:
     s = stack.settings
     n = s.commands_partitions

@@ -13,10 +13,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from pymongo import MongoClient
 
 from domain.commands import CommandEnvelope, CreateActionItem
 from servicekit.consistency import ConsistencyToken
+from servicekit.store_types import StoreClient
 from tests.conftest import RunningSystem
 from tests.support.projector_log import produce_one, read_log
 from tests.support.projector_model import differences, fold_log, read_stored
@@ -41,7 +41,7 @@ def position(accepted: dict[str, Any]) -> tuple[int, int]:
 
 
 def test_each_rejection_code_lands_in_the_exceptions_node(
-    system: RunningSystem, mongo: MongoClient
+    system: RunningSystem, mongo: StoreClient
 ) -> None:
     settings = system.stack.settings
     commands = httpx.Client(base_url=system.command_url, timeout=10)

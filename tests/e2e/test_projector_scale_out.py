@@ -11,8 +11,7 @@ import json
 import signal
 import threading
 
-from pymongo import MongoClient
-
+from servicekit.store_types import StoreClient
 from tests.conftest import Stack
 from tests.support.projector_log import CommandMix, high_watermarks, produce_commands, read_log
 from tests.support.projector_model import differences, fold_log, read_stored
@@ -32,7 +31,7 @@ def assigned(url: str) -> list[int]:
 
 
 def test_two_projectors_and_rebalances_lose_and_double_nothing(
-    stack: Stack, mongo: MongoClient
+    stack: Stack, mongo: StoreClient
 ) -> None:
     settings = stack.settings
     db = mongo[settings.mongodb_database]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -25,19 +26,21 @@ def http() -> Iterator[httpx.Client]:
         yield client
 
 
-def create(http: httpx.Client, system: RunningSystem, **body: object) -> dict:
+def create(http: httpx.Client, system: RunningSystem, **body: object) -> dict[str, Any]:
     response = http.post(f"{system.command_url}/action-items", json={"title": "t", **body})
     assert response.status_code == 202, response.text
     return dict(response.json())
 
 
-def patch(http: httpx.Client, system: RunningSystem, item_id: str, **body: object) -> dict:
+def patch(
+    http: httpx.Client, system: RunningSystem, item_id: str, **body: object
+) -> dict[str, Any]:
     response = http.patch(f"{system.command_url}/action-items/{item_id}", json=body)
     assert response.status_code == 202, response.text
     return dict(response.json())
 
 
-def token(accepted: dict) -> dict[str, str]:
+def token(accepted: dict[str, Any]) -> dict[str, str]:
     return {"Consistency-Token": accepted["consistencyToken"]}
 
 

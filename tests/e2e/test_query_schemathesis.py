@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any, TypeAlias
 
 import httpx
 import pytest
@@ -18,7 +19,6 @@ import requests
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from pymongo import MongoClient
 from schemathesis import APIOperation, GenerationMode
 from schemathesis.checks import (
     content_type_conformance,
@@ -28,12 +28,15 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from schemathesis.core.errors import InvalidSchema
+from schemathesis.core.result import Err, Result
 
 from domain.rules import ActionItem
 from query_api.cursor import Cursor, filters_digest
 from query_api.listing import FILTER_FIELDS
 from servicekit.consistency import ConsistencyToken
 from servicekit.read_model import active_read_model
+from servicekit.store_types import StoreClient
 from tests.conftest import Stack
 from tests.support import services
 from tests.support.query_data import seed, varied_items
@@ -57,7 +60,7 @@ class Seeded:
 
 
 @pytest.fixture
-def seeded(stack: Stack, mongo: MongoClient) -> Iterator[Seeded]:
+def seeded(stack: Stack, mongo: StoreClient) -> Iterator[Seeded]:
     db = mongo[stack.settings.mongodb_database]
     states = varied_items(300)
     model = seed(db, states)
@@ -83,13 +86,17 @@ def seeded(stack: Stack, mongo: MongoClient) -> Iterator[Seeded]:
     process.stop()
 
 
-def realistic(op: APIOperation, seeded: Seeded) -> st.SearchStrategy[schemathesis.Case]:
+Operation: TypeAlias = APIOperation[Any, Any, Any, Any]
+Case: TypeAlias = schemathesis.Case[Operation]
+
+
+def realistic(op: Operation, seeded: Seeded) -> st.SearchStrategy[Case]:
     """A schema-valid request, often made to hit real data: a seeded id, no token or a valid
     one, a real cursor for the request's own filters (random ones are mostly 400s)."""
     positive = op.as_strategy(generation_mode=GenerationMode.POSITIVE)
 
     @st.composite
-    def build(draw: st.DrawFn) -> schemathesis.Case:
+    def build(draw: st.DrawFn) -> Case:
         case = draw(positive)
         if case.headers and "Consistency-Token" in case.headers:
             choice = draw(st.sampled_from(["drop", "valid", "keep"]))
@@ -102,7 +109,7 @@ def realistic(op: APIOperation, seeded: Seeded) -> st.SearchStrategy[schemathesi
                 ).encode()
         if case.headers and "If-None-Match" in case.headers and draw(st.booleans()):
             case.headers["If-None-Match"] = draw(st.sampled_from(['"1"', 'W/"1"', "*", '"2"']))
-        if case.path_parameters and draw(st.booleans()):
+        if bool(case.path_parameters) and draw(st.booleans()):
             if "actionItemId" in case.path_parameters:
                 case.path_parameters["actionItemId"] = seeded.items[draw(st.integers(0, 299))].id
             else:
@@ -118,17 +125,29 @@ def realistic(op: APIOperation, seeded: Seeded) -> st.SearchStrategy[schemathesi
     return build()
 
 
+def operation(result: Result[Operation, InvalidSchema]) -> Operation:
+    if isinstance(result, Err):
+        raise result.err()
+    return result.ok()
+
+
+def tagged(
+    mode: GenerationMode, strategy: st.SearchStrategy[Case]
+) -> st.SearchStrategy[tuple[GenerationMode, Case]]:
+    return strategy.map(lambda case: (mode, case))
+
+
 def test_generated_requests_find_no_server_error_and_match_the_schema(seeded: Seeded) -> None:
     query_url = seeded.url
     schema = schemathesis.openapi.from_url(f"{query_url}/openapi.json")
-    operations = [result.ok() for result in schema.get_all_operations()]
+    operations = [operation(result) for result in schema.get_all_operations()]
     assert {op.path for op in operations} >= {
         "/action-items",
         "/action-items/{actionItemId}",
         "/commands/{commandId}",
     }
     strategies = [
-        strategy.map(lambda case, mode=mode: (mode, case))
+        tagged(mode, strategy)
         for op in operations
         for mode, strategy in (
             (GenerationMode.POSITIVE, op.as_strategy(generation_mode=GenerationMode.POSITIVE)),
@@ -148,7 +167,7 @@ def test_generated_requests_find_no_server_error_and_match_the_schema(seeded: Se
         suppress_health_check=list(HealthCheck),
     )
     @given(st.one_of(strategies))
-    def run(generated: tuple[GenerationMode, schemathesis.Case]) -> None:
+    def run(generated: tuple[GenerationMode, Case]) -> None:
         mode, case = generated
         response = case.call(base_url=query_url, session=session, timeout=10)
         sent.append(response.status_code)

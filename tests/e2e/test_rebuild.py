@@ -16,11 +16,11 @@ from typing import Any
 import httpx
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
-from pymongo import MongoClient
 
 from domain.commands import CommandEnvelope, CreateActionItem
 from schemas.codec import CommandCodec
 from servicekit.read_model import active_generation
+from servicekit.store_types import StoreClient
 from tests.conftest import RunningSystem, Stack
 from tests.support.rebuild_oracle import (
     expected_model,
@@ -49,7 +49,7 @@ def result_of(run: subprocess.CompletedProcess[str], progress: bool = True) -> d
     return result
 
 
-def settle(system: RunningSystem, mongo: MongoClient) -> dict[str, dict[str, Any]]:
+def settle(system: RunningSystem, mongo: StoreClient) -> dict[str, dict[str, Any]]:
     """Wait until the projector has the whole log; check the live model against the oracle."""
     stack = system.stack
     db = mongo[stack.settings.mongodb_database]
@@ -61,7 +61,7 @@ def settle(system: RunningSystem, mongo: MongoClient) -> dict[str, dict[str, Any
 
 
 def test_rebuilt_model_is_identical_to_the_live_one(
-    system: RunningSystem, mongo: MongoClient
+    system: RunningSystem, mongo: StoreClient
 ) -> None:
     send_mixed_commands(system.command_url, items=60, updates=240)
     live = settle(system, mongo)
@@ -81,7 +81,7 @@ def test_rebuilt_model_is_identical_to_the_live_one(
 
 
 def test_rebuild_while_writers_write_and_readers_read(
-    system: RunningSystem, mongo: MongoClient
+    system: RunningSystem, mongo: StoreClient
 ) -> None:
     send_mixed_commands(system.command_url, items=40, updates=80, seed=11)
     live = settle(system, mongo)
@@ -117,7 +117,7 @@ def test_rebuild_while_writers_write_and_readers_read(
 
 
 def test_rebuild_after_real_log_compaction_is_identical(
-    system: RunningSystem, mongo: MongoClient, kafka_bootstrap: str
+    system: RunningSystem, mongo: StoreClient, kafka_bootstrap: str
 ) -> None:
     topic = system.stack.settings.commands_topic
     send_mixed_commands(system.command_url, items=30, updates=60, seed=21)
@@ -192,7 +192,7 @@ def roll_command() -> CommandEnvelope:
     )
 
 
-def test_dry_run_and_forensic_side_generation(system: RunningSystem, mongo: MongoClient) -> None:
+def test_dry_run_and_forensic_side_generation(system: RunningSystem, mongo: StoreClient) -> None:
     send_mixed_commands(system.command_url, items=20, updates=20, seed=31)
     settle(system, mongo)
     db = mongo[system.stack.settings.mongodb_database]
@@ -216,7 +216,7 @@ def test_dry_run_and_forensic_side_generation(system: RunningSystem, mongo: Mong
 
 
 def test_failure_leaves_the_live_model_and_cleans_up(
-    system: RunningSystem, mongo: MongoClient
+    system: RunningSystem, mongo: StoreClient
 ) -> None:
     send_mixed_commands(system.command_url, items=10, updates=10, seed=41)
     settle(system, mongo)

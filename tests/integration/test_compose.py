@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -11,7 +12,7 @@ from servicekit.settings import CommonSettings
 COMPOSE = Path(__file__).resolve().parents[2] / "infra" / "docker-compose.yml"
 
 
-def load() -> dict:
+def load() -> dict[str, Any]:
     return yaml.safe_load(COMPOSE.read_text())
 
 

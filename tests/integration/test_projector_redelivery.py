@@ -8,9 +8,8 @@ must not change by a single byte, and no command may count as applied twice.
 
 from __future__ import annotations
 
-from pymongo import MongoClient
-
 from projector import metrics
+from servicekit.store_types import StoreClient
 from tests.conftest import Stack
 from tests.support.projector_log import CommandMix, high_watermarks, produce_commands, read_log
 from tests.support.projector_model import differences, fold_log, read_stored
@@ -27,7 +26,7 @@ def applied_total() -> float:
 
 
 def test_delivered_once_or_five_times_gives_the_same_read_model(
-    stack: Stack, mongo: MongoClient
+    stack: Stack, mongo: StoreClient
 ) -> None:
     s = stack.settings
     produce_commands(

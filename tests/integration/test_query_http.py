@@ -14,15 +14,16 @@ import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
-from pymongo import MongoClient
 
 from query_api.app import create_app
 from query_api.settings import QueryApiSettings
 from servicekit.consistency import ConsistencyToken
 from servicekit.read_model import active_read_model
+from servicekit.store_types import StoreClient
 from tests.support.query_data import CommandLog, document, item, listening_client, seed
 from tests.support.services import free_port
 from tests.support.waiting import wait_until
@@ -43,7 +44,7 @@ class Api:
 
 
 @pytest.fixture(scope="module")
-def api(mongodb_uri: str, mongo: MongoClient) -> Iterator[Api]:
+def api(mongodb_uri: str, mongo: StoreClient) -> Iterator[Api]:
     """One app and database for the module: tests use fresh ids and clear the command log."""
     db_name = f"test_query_{uuid.uuid4().hex[:10]}"
     log = CommandLog()
@@ -55,7 +56,9 @@ def api(mongodb_uri: str, mongo: MongoClient) -> Iterator[Api]:
     mongo.drop_database(db_name)
 
 
-def assert_problem(response: httpx.Response, status: int, field: str | None = None) -> dict:
+def assert_problem(
+    response: httpx.Response, status: int, field: str | None = None
+) -> dict[str, Any]:
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == PROBLEM
     body = response.json()
@@ -67,7 +70,7 @@ def assert_problem(response: httpx.Response, status: int, field: str | None = No
 
 
 def test_an_item_is_its_public_document_with_the_version_as_etag(
-    api: Api, mongo: MongoClient
+    api: Api, mongo: StoreClient
 ) -> None:
     state = item(assignee="ana", tags=["ops", "ui"], version=3, exceptions=1)
     seed(mongo[api.db_name], [state])
@@ -93,7 +96,7 @@ def test_an_item_is_its_public_document_with_the_version_as_etag(
     [('"2"', 304), ('W/"2"', 304), ('"1", "2"', 304), ("*", 304), ('"1"', 200), ('"22"', 200)],
 )
 def test_if_none_match_answers_304_only_for_the_current_version(
-    api: Api, mongo: MongoClient, if_none_match: str, status: int
+    api: Api, mongo: StoreClient, if_none_match: str, status: int
 ) -> None:
     state = item(version=2)
     seed(mongo[api.db_name], [state])
@@ -109,7 +112,7 @@ def test_unknown_item_and_unknown_command_are_404_problems(api: Api) -> None:
     assert_problem(api.http.get(f"/commands/{uuid.uuid4()}"), 404)
 
 
-def test_a_command_status_is_its_public_document(api: Api, mongo: MongoClient) -> None:
+def test_a_command_status_is_its_public_document(api: Api, mongo: StoreClient) -> None:
     command_id, item_id = str(uuid.uuid4()), str(uuid.uuid4())
     exception = {
         "commandId": command_id,
@@ -207,7 +210,7 @@ def test_bad_input_is_a_4xx_problem_and_nothing_reaches_the_store(
     assert api.log.reads() == [], "an invalid request reached the store"
 
 
-def test_a_cursor_from_other_filters_is_rejected(api: Api, mongo: MongoClient) -> None:
+def test_a_cursor_from_other_filters_is_rejected(api: Api, mongo: StoreClient) -> None:
     seed(mongo[api.db_name], [item(status="open") for _ in range(3)])
     first = api.http.get("/action-items", params={"status": "open", "limit": 1}).json()
     cursor = first["nextCursor"]
@@ -221,7 +224,7 @@ def test_a_cursor_from_other_filters_is_rejected(api: Api, mongo: MongoClient) -
 
 
 def test_operator_looking_values_are_plain_strings_matched_exactly(
-    api: Api, mongo: MongoClient
+    api: Api, mongo: StoreClient
 ) -> None:
     """assignee='{"$ne":null}' is a legal assignee name: it matches only that name, never acts."""
     odd = item(assignee='{"$ne":null}', tags=["$gt"])
@@ -307,7 +310,7 @@ def test_token_waits_share_one_poller_and_nothing_polls_when_nobody_waits(api: A
 
 
 def test_waiters_are_woken_when_the_projector_reaches_their_position(
-    mongodb_uri: str, mongo: MongoClient
+    mongodb_uri: str, mongo: StoreClient
 ) -> None:
     db_name = f"test_query_{uuid.uuid4().hex[:10]}"
     settings = QueryApiSettings(

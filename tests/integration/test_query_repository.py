@@ -6,15 +6,15 @@ import itertools
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
-from pymongo import MongoClient
-from pymongo.database import Database
 
 from query_api.cursor import Cursor, filters_digest
 from query_api.listing import FILTER_FIELDS, ListQuery
 from query_api.repository import ReadRepository
 from servicekit.read_model import ReadModel, swap_active_generation
+from servicekit.store_types import StoreClient, StoreDatabase
 from tests.support.query_data import (
     ASSIGNEES,
     PRIORITIES,
@@ -34,20 +34,20 @@ LIST_INDEXES = {"order", *(f"by_{field}" for field in FILTER_FIELDS.values())}
 
 
 @pytest.fixture
-def db(mongo: MongoClient) -> Iterator[Database]:
+def db(mongo: StoreClient) -> Iterator[StoreDatabase]:
     name = f"test_query_{uuid.uuid4().hex[:10]}"
     yield mongo[name]
     mongo.drop_database(name)
 
 
 @pytest.fixture
-def repo(mongo: MongoClient, db: Database) -> ReadRepository:
+def repo(mongo: StoreClient, db: StoreDatabase) -> ReadRepository:
     return ReadRepository(mongo, db.name, cache_seconds=0)
 
 
-def page_through(repo: ReadRepository, limit: int, **filters: str) -> list[dict]:
+def page_through(repo: ReadRepository, limit: int, **filters: str) -> list[dict[str, Any]]:
     """Every page until nextCursor is null, as the HTTP handler builds cursors."""
-    seen: list[dict] = []
+    seen: list[dict[str, Any]] = []
     after = None
     for _ in range(10_000):
         page = repo.list_items(ListQuery(filters, limit, after))
@@ -60,7 +60,7 @@ def page_through(repo: ReadRepository, limit: int, **filters: str) -> list[dict]
 
 
 def test_indexes_for_every_filter_and_the_order_are_created_idempotently(
-    repo: ReadRepository, db: Database
+    repo: ReadRepository, db: StoreDatabase
 ) -> None:
     repo.ensure_indexes()
     model = repo.read_model()
@@ -76,7 +76,7 @@ def test_indexes_for_every_filter_and_the_order_are_created_idempotently(
 
 
 def test_every_list_query_with_a_filter_or_a_cursor_is_served_by_an_index(
-    repo: ReadRepository, db: Database
+    repo: ReadRepository, db: StoreDatabase
 ) -> None:
     """explain() on this store: the filter (and the keyset range) use our indexes.
 
@@ -106,7 +106,7 @@ def _middle_position(repo: ReadRepository) -> tuple[str, str]:
 
 
 def test_every_filter_and_combination_returns_exactly_the_matching_items_in_order(
-    repo: ReadRepository, db: Database
+    repo: ReadRepository, db: StoreDatabase
 ) -> None:
     states = varied_items(400)
     seed(db, states)
@@ -128,7 +128,7 @@ def test_every_filter_and_combination_returns_exactly_the_matching_items_in_orde
 
 
 def test_items_are_the_public_shape_without_internal_fields(
-    repo: ReadRepository, db: Database
+    repo: ReadRepository, db: StoreDatabase
 ) -> None:
     state = item(assignee="ana", tags=["ops"], exceptions=2)
     seed(db, [state])
@@ -141,14 +141,14 @@ def test_items_are_the_public_shape_without_internal_fields(
 
 
 def test_paging_never_skips_or_repeats_while_every_item_keeps_changing(
-    repo: ReadRepository, db: Database
+    repo: ReadRepository, db: StoreDatabase
 ) -> None:
     """1,000 items (runs of 5 share a createdAt), limit 37, a thread rewriting items meanwhile."""
     states = varied_items(1000)
     model = seed(db, states)
     with Churn(model, states) as churn:
         churn.wait_for_writes(50)
-        seen: list[dict] = []
+        seen: list[dict[str, Any]] = []
         after = None
         while True:
             page = repo.list_items(ListQuery({}, 37, after))
@@ -168,7 +168,7 @@ def test_paging_never_skips_or_repeats_while_every_item_keeps_changing(
 
 
 def test_a_cursor_keeps_working_across_a_generation_swap(
-    repo: ReadRepository, db: Database
+    repo: ReadRepository, db: StoreDatabase
 ) -> None:
     states = varied_items(300)
     old = seed(db, states)
@@ -184,8 +184,10 @@ def test_a_cursor_keeps_working_across_a_generation_swap(
     assert "by_status" in new.items.index_information(), "indexes follow the active generation"
 
 
-def page_through_after(repo: ReadRepository, last: tuple[str, str], **filters: str) -> list[dict]:
-    seen: list[dict] = []
+def page_through_after(
+    repo: ReadRepository, last: tuple[str, str], **filters: str
+) -> list[dict[str, Any]]:
+    seen: list[dict[str, Any]] = []
     after: Cursor | None = Cursor(*last, filters_digest(filters))
     while after is not None:
         page = repo.list_items(ListQuery(filters, 10, after))
@@ -195,7 +197,7 @@ def page_through_after(repo: ReadRepository, last: tuple[str, str], **filters: s
 
 
 def test_a_page_cut_short_by_the_stores_reply_limit_still_has_a_next_cursor(
-    repo: ReadRepository, db: Database
+    repo: ReadRepository, db: StoreDatabase
 ) -> None:
     """A single batch is capped at 16 MiB: 200 items of ~120 KiB do not fit in one page."""
     big = "x" * 120_000

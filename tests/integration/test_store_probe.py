@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 from pymongo import ASCENDING, InsertOne, MongoClient, ReturnDocument, UpdateOne
-from pymongo.collection import Collection
-from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
+
+from servicekit.store_types import StoreClient, StoreCollection, StoreDatabase
 
 STORE_URI = os.environ.get("MONGODB_URI") or "mongodb://127.0.0.1:27017"
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -33,10 +33,8 @@ def _redacted(uri: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def client() -> Iterator[MongoClient[dict[str, Any]]]:
-    c: MongoClient[dict[str, Any]] = MongoClient(
-        STORE_URI, serverSelectionTimeoutMS=5000, maxPoolSize=2 * THREADS
-    )
+def client() -> Iterator[StoreClient]:
+    c: StoreClient = MongoClient(STORE_URI, serverSelectionTimeoutMS=5000, maxPoolSize=2 * THREADS)
     error: PyMongoError | None = None
     try:
         c.admin.command("ping")
@@ -59,14 +57,14 @@ def client() -> Iterator[MongoClient[dict[str, Any]]]:
 
 
 @pytest.fixture(scope="module")
-def db(client: MongoClient[dict[str, Any]]) -> Iterator[Database[dict[str, Any]]]:
+def db(client: StoreClient) -> Iterator[StoreDatabase]:
     name = f"store_probe_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     yield client[name]
     client.drop_database(name)
 
 
 @pytest.fixture
-def coll(db: Database[dict[str, Any]], request: pytest.FixtureRequest) -> Iterator[Collection]:
+def coll(db: StoreDatabase, request: pytest.FixtureRequest) -> Iterator[StoreCollection]:
     c = db[request.node.name.replace("[", "_").replace("]", "")]
     c.drop()
     yield c
@@ -97,7 +95,7 @@ def _run_threads(n: int, fn: Callable[[int], Any]) -> list[Any]:
     return results
 
 
-def _doc(coll: Collection, filter_: dict[str, Any]) -> dict[str, Any]:
+def _doc(coll: StoreCollection, filter_: dict[str, Any]) -> dict[str, Any]:
     doc = coll.find_one(filter_)
     assert doc is not None, f"no document matches {filter_}"
     return dict(doc)
@@ -119,14 +117,14 @@ def _index_names_in_plan(plan: Any) -> set[str]:
     return found
 
 
-def test_server_identity(client: MongoClient[dict[str, Any]]) -> None:
+def test_server_identity(client: StoreClient) -> None:
     info = client.admin.command("buildInfo")
     ferret = info.get("ferretdb")
     print(f"store: {_redacted(STORE_URI)} version {info.get('version')} ferretdb {ferret}")
     assert info.get("ok") == 1
 
 
-def test_find_one_by_id(coll: Collection) -> None:
+def test_find_one_by_id(coll: StoreCollection) -> None:
     coll.insert_many([{"_id": f"item-{i}", "n": i} for i in range(1000)])
     assert coll.find_one({"_id": "item-417"}) == {"_id": "item-417", "n": 417}
     assert coll.find_one({"_id": "missing"}) is None
@@ -134,7 +132,7 @@ def test_find_one_by_id(coll: Collection) -> None:
     assert "_id_" in _index_names_in_plan(plan) or "IDHACK" in str(plan) or "EXPRESS" in str(plan)
 
 
-def test_bulk_upserts_and_guarded_updates(coll: Collection) -> None:
+def test_bulk_upserts_and_guarded_updates(coll: StoreCollection) -> None:
     # upserts of new _ids, unordered
     res = coll.bulk_write(
         [UpdateOne({"_id": i}, {"$set": {"pos": 10, "v": "a"}}, upsert=True) for i in range(500)],
@@ -177,7 +175,7 @@ def test_bulk_upserts_and_guarded_updates(coll: Collection) -> None:
     assert _doc(coll, {"_id": 1000})["pos"] == 5
 
 
-def test_guarded_update_race_has_one_winner(coll: Collection) -> None:
+def test_guarded_update_race_has_one_winner(coll: StoreCollection) -> None:
     for round_ in range(10):
         coll.replace_one({"_id": "race"}, {"_id": "race", "pos": round_}, upsert=True)
         target = round_ + 1
@@ -195,7 +193,7 @@ def test_guarded_update_race_has_one_winner(coll: Collection) -> None:
         assert results[doc["winner"]] == 1
 
 
-def test_unique_index_enforced(coll: Collection) -> None:
+def test_unique_index_enforced(coll: StoreCollection) -> None:
     coll.create_index([("email", ASCENDING)], unique=True, name="email_unique")
     coll.insert_many([{"_id": 1, "email": "a@x"}, {"_id": 2, "email": "b@x"}])
     with pytest.raises(DuplicateKeyError):
@@ -214,7 +212,7 @@ def test_unique_index_enforced(coll: Collection) -> None:
     assert coll.find_one({"_id": 3}) is None and coll.find_one({"_id": 4}) is None
 
 
-def test_inc_is_atomic_under_threads(coll: Collection) -> None:
+def test_inc_is_atomic_under_threads(coll: StoreCollection) -> None:
     coll.insert_one({"_id": "counter", "n": 0})
     per_thread = 50
 
@@ -226,7 +224,7 @@ def test_inc_is_atomic_under_threads(coll: Collection) -> None:
     assert _doc(coll, {"_id": "counter"})["n"] == THREADS * per_thread
 
 
-def test_push_with_slice(coll: Collection) -> None:
+def test_push_with_slice(coll: StoreCollection) -> None:
     coll.insert_one({"_id": "h", "recent": []})
     for i in range(6):
         coll.update_one({"_id": "h"}, {"$push": {"recent": {"$each": [i], "$slice": -3}}})
@@ -238,7 +236,7 @@ def test_push_with_slice(coll: Collection) -> None:
     assert _doc(coll, {"_id": "h2"})["recent"] == [1, 2]
 
 
-def test_rename_collection_with_drop_target(db: Database[dict[str, Any]]) -> None:
+def test_rename_collection_with_drop_target(db: StoreDatabase) -> None:
     src, dst = db["rename_src"], db["rename_dst"]
     src.drop()
     dst.drop()
@@ -257,7 +255,7 @@ def test_rename_collection_with_drop_target(db: Database[dict[str, Any]]) -> Non
     dst.drop()
 
 
-def test_find_one_and_update_returns_after(coll: Collection) -> None:
+def test_find_one_and_update_returns_after(coll: StoreCollection) -> None:
     doc = coll.find_one_and_update(
         {"_id": "seq"}, {"$inc": {"n": 1}}, upsert=True, return_document=ReturnDocument.AFTER
     )
@@ -275,7 +273,7 @@ def test_find_one_and_update_returns_after(coll: Collection) -> None:
     assert coll.find_one_and_update({"_id": "nope"}, {"$set": {"a": 1}}) is None
 
 
-def test_in_queries(coll: Collection) -> None:
+def test_in_queries(coll: StoreCollection) -> None:
     coll.insert_many(
         [{"_id": f"id-{i}", "status": ["open", "done", "blocked"][i % 3]} for i in range(30)]
     )
@@ -285,7 +283,7 @@ def test_in_queries(coll: Collection) -> None:
     assert coll.count_documents({"_id": {"$in": []}}) == 0
 
 
-def test_compound_index_sort_and_keyset_pagination(coll: Collection) -> None:
+def test_compound_index_sort_and_keyset_pagination(coll: StoreCollection) -> None:
     coll.create_index([("a", ASCENDING), ("_id", ASCENDING)], name="a_1__id_1")
     docs = [{"_id": f"k{i:05d}", "a": i % 37} for i in range(3000)]
     coll.insert_many(docs)

@@ -16,13 +16,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import MongoClient, monitoring
-from pymongo.database import Database
 
 from domain.commands import Priority, Status
 from domain.planning import StoredItem
 from domain.rules import ActionItem, Code, ExceptionEntry, timestamp
 from projector.documents import item_doc
 from servicekit.read_model import ReadModel, active_read_model
+from servicekit.store_types import StoreClient, StoreDatabase
 
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 STATUSES = [str(s) for s in Status]
@@ -89,7 +89,7 @@ def varied_items(count: int, seed: int = 7, same_instant_every: int = 5) -> list
     return out
 
 
-def seed(db: Database, states: Iterable[ActionItem], chunk: int = 1000) -> ReadModel:
+def seed(db: StoreDatabase, states: Iterable[ActionItem], chunk: int = 1000) -> ReadModel:
     """Insert items into the active generation (as the projector would have)."""
     model = active_read_model(db)
     docs = [document(s) for s in states]
@@ -193,7 +193,7 @@ class CommandLog(monitoring.CommandListener):
             ]
 
 
-def listening_client(uri: str, log: CommandLog) -> MongoClient:
+def listening_client(uri: str, log: CommandLog) -> StoreClient:
     return MongoClient(uri, serverSelectionTimeoutMS=5000, event_listeners=[log])
 
 

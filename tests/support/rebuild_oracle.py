@@ -9,13 +9,13 @@ from typing import Any
 
 import httpx
 from confluent_kafka import Consumer, TopicPartition
-from pymongo.database import Database
 
 from domain.planning import CommandRecord, plan_batch, settled_outcomes
 from domain.rules import LogPosition
 from projector.documents import item_doc, status_doc
 from schemas.codec import CommandCodec, DecodeError
 from servicekit.read_model import ReadModel, active_generation
+from servicekit.store_types import StoreDatabase
 
 
 def read_log(
@@ -32,13 +32,13 @@ def read_log(
     )
     try:
         metadata = consumer.list_topics(topic, timeout=timeout)
-        ends = {}
+        ends: dict[int, int] = {}
         for p in metadata.topics[topic].partitions:
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
             if high > low:
                 ends[p] = high
         consumer.assign([TopicPartition(topic, p, 0) for p in ends])
-        records = []
+        records: list[tuple[int, int, bytes | None, bytes | None]] = []
         deadline = time.monotonic() + timeout
         done: set[int] = set()
         while len(done) < len(ends):
@@ -48,6 +48,8 @@ def read_log(
                 if msg.error():
                     continue
                 p, o = msg.partition(), msg.offset()
+                if p is None or o is None:  # only records produced locally lack them
+                    raise AssertionError(f"a consumed record of {topic} has no partition/offset")
                 records.append((p, o, msg.key(), msg.value()))
                 if o + 1 >= ends[p]:
                     done.add(p)
@@ -73,7 +75,7 @@ def expected_model(
     }
 
 
-def snapshot(db: Database, generation: str | None = None) -> dict[str, dict[str, Any]]:
+def snapshot(db: StoreDatabase, generation: str | None = None) -> dict[str, dict[str, Any]]:
     model = ReadModel(db, generation or active_generation(db))
     return {
         "items": {d["_id"]: d for d in model.items.find({})},
@@ -81,7 +83,9 @@ def snapshot(db: Database, generation: str | None = None) -> dict[str, dict[str,
     }
 
 
-def wait_until_projected(db: Database, bootstrap: str, topic: str, timeout: float = 60) -> None:
+def wait_until_projected(
+    db: StoreDatabase, bootstrap: str, topic: str, timeout: float = 60
+) -> None:
     """Bounded wait until the active generation's positions reach every partition's end."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"w-{uuid.uuid4().hex[:6]}"})
     try:

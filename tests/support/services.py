@@ -37,7 +37,7 @@ def free_port() -> int:
 
 def docker_engine_answers() -> bool:
     try:
-        import docker  # type: ignore[import-untyped]
+        import docker
 
         docker.from_env(timeout=2).ping()
         return True

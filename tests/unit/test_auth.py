@@ -56,7 +56,7 @@ def b64(data: dict[str, Any]) -> str:
 
 
 def settings(tmp_path: Path, **env: Any) -> AuthSettings:
-    return AuthSettings(_env_file=None, **env)  # type: ignore[call-arg]
+    return AuthSettings(_env_file=None, **env)
 
 
 @pytest.fixture

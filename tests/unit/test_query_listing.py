@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -50,7 +51,7 @@ def test_an_explicit_position_overrides_the_cursor() -> None:
     [({"title": "x"}, 10), ({"status": {"$ne": 1}}, 10), ({}, 0), ({}, 201)],
 )
 def test_a_list_query_refuses_anything_but_known_string_filters_and_a_limit_in_range(
-    filters: dict, limit: int
+    filters: dict[str, Any], limit: int
 ) -> None:
     with pytest.raises(ValueError):
         ListQuery(filters, limit)
