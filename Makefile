@@ -112,6 +112,18 @@ test: topics lint browser ## the whole suite against real services (venv, infra,
 	    if [[ $$rc -eq 5 ]]; then echo "make: pytest collected no tests" >&2; fi; \
 	    exit $$rc; }
 
+# The reliability suite (tests/reliability, docs/reliability.md): every fault scenario on a
+# broker, FerretDB and service processes of its own (loopback, free ports), never on the
+# `make up` stack (its PostgreSQL is shared: a private FerretDB runs on it).
+# RELIABILITY_ARGS: e.g. --only 1,4 or --soak-seconds 120.
+RELIABILITY_ARGS ?=
+.PHONY: test-reliability
+test-reliability: venv ## fault scenarios under recorded load; table in reliability-results/ and docs/reliability.md
+	"$(REPO)/infra/kafka.sh" fetch
+	"$(REPO)/infra/store.sh" start
+	"$(REPO)/infra/toxiproxy.sh" install
+	cd "$(REPO)" && "$(PY)" -m tests.reliability --docs $(RELIABILITY_ARGS)
+
 unit: venv ## unit tests only (no services needed)
 	cd "$(REPO)" && "$(PY)" -m pytest -q tests/unit $(PYTEST_ARGS)
 

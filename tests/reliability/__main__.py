@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import traceback
 
 from tests.reliability import results
-from tests.reliability.harness import Suite
+from tests.reliability.harness import BASE, Suite
 from tests.reliability.results import Row
 from tests.reliability.scenarios import ORDER, SCENARIOS
 
@@ -24,6 +25,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     started = time.time()
+    # librdkafka's and the services' client noise goes to a file; the progress stays on stdout
+    BASE.mkdir(parents=True, exist_ok=True)
+    noise = open(BASE / "suite-stderr.log", "ab")  # noqa: SIM115
+    os.dup2(noise.fileno(), 2)
     wanted = [s for s in ORDER if s in SCENARIOS and (not args.only or s in args.only.split(","))]
     rows: list[Row] = []
     command = (
@@ -39,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     got = SCENARIOS[name](suite)
                 except Exception as exc:
-                    traceback.print_exc()
+                    traceback.print_exc(file=sys.stdout)
                     got = [
                         Row(
                             name,

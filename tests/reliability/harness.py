@@ -16,6 +16,8 @@ from pymongo import MongoClient
 from pymongo.database import Database
 
 from servicekit.settings import CommonSettings
+from tests.reliability.auth import ENV as AUTH_ENV
+from tests.reliability.auth import HEADERS
 from tests.reliability.check import BacklogWatch, Counts, Window, count
 from tests.reliability.load import Clock, Load
 from tests.reliability.own_kafka import OwnKafka
@@ -56,8 +58,10 @@ class Suite:
     @classmethod
     @contextlib.contextmanager
     def running(cls, soak_seconds: float = 600.0) -> Iterator[Suite]:
-        shutil.rmtree(BASE, ignore_errors=True)
-        BASE.mkdir(parents=True)
+        for old in BASE.glob("*"):
+            if old.name != "suite-stderr.log":
+                shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
+        BASE.mkdir(parents=True, exist_ok=True)
         proxy_ports = {"CMDPROXY": free_port(), "PROJPROXY": free_port()}
         kafka = OwnKafka.create(BASE / "kafka", 1, proxy_ports)
         store = PrivateFerretDB(free_port(), BASE / "ferretdb-state", BASE / "ferretdb.log")
@@ -169,7 +173,9 @@ def stage(suite: Suite, name: str, kafka: OwnKafka | None = None, **config: str)
     log_dir.mkdir(parents=True, exist_ok=True)
     mongo = suite.mongo()
     extra = {} if len(kafka.nodes) == 1 else {"REPLICATION_FACTOR": "3", "MIN_INSYNC_REPLICAS": "2"}
-    with own_topics(kafka.bootstrap, suite.store.uri, **{**SERVICE_ENV, **extra, **config}) as (
+    with own_topics(
+        kafka.bootstrap, suite.store.uri, **{**SERVICE_ENV, **AUTH_ENV, **extra, **config}
+    ) as (
         settings,
         env,
     ):
@@ -197,7 +203,7 @@ def sample(until: Callable[[], bool], every: float, probe: Callable[[], Any]) ->
 
 def readyz(url: str) -> int:
     try:
-        return httpx.get(f"{url}/readyz", timeout=3).status_code
+        return httpx.get(f"{url}/readyz", timeout=3, headers=HEADERS).status_code
     except httpx.HTTPError:
         return 0
 

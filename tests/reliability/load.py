@@ -21,6 +21,8 @@ from typing import Any
 
 import httpx
 
+from tests.reliability.auth import HEADERS
+
 
 @dataclass
 class Attempt:
@@ -93,7 +95,9 @@ class Load:
         status: int | None = None
         command_id = item_id = error = None
         try:
-            answer = client.request(method, path, json=body, headers={"Idempotency-Key": key})
+            answer = client.request(
+                method, path, json=body, headers={**HEADERS, "Idempotency-Key": key}
+            )
             status = answer.status_code
             with_body: dict[str, Any] = {}
             try:
@@ -232,7 +236,7 @@ class Readers:
 
     def _run(self) -> None:
         rng = random.Random(7)
-        with httpx.Client(base_url=self.url, timeout=10) as client:
+        with httpx.Client(base_url=self.url, timeout=10, headers=HEADERS) as client:
             while not self.stop_event.wait(1.0 / self.rate):
                 if not self.items:
                     continue

@@ -5,9 +5,18 @@ from __future__ import annotations
 import random
 import signal
 import time
+from collections.abc import Callable
 
 from tests.reliability.harness import ReadySampler, Suite, base_url, stage
 from tests.reliability.load import Readers
+from tests.reliability.more_scenarios import (
+    s2_cluster,
+    s3_network,
+    s6_poison,
+    s8_rebuild_kills,
+    s9_soak,
+    s10_generated_requests,
+)
 from tests.reliability.results import Row
 
 RATE = 25.0  # writes/s offered by the load in the fault scenarios
@@ -155,10 +164,16 @@ def s7_command_api_restarts(suite: Suite) -> list[Row]:
     return rows
 
 
-SCENARIOS = {
+SCENARIOS: dict[str, Callable[[Suite], list[Row]]] = {
     "1": s1_broker_kill,
+    "2": s2_cluster,
+    "3": s3_network,
     "4": s4_projector_kills,
     "5": s5_store_down,
+    "6": s6_poison,
     "7": s7_command_api_restarts,
+    "8": s8_rebuild_kills,
+    "9": s9_soak,
+    "10": s10_generated_requests,
 }
 ORDER = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10"]

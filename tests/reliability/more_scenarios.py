@@ -1,0 +1,623 @@
+"""Scenarios 2, 3, 6, 8, 9 and 10 (see scenarios.py for 1, 4, 5, 7)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+import requests
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as hst
+from schemathesis import GenerationMode
+
+from schemas.codec import MAGIC, CommandCodec, envelope_to_datum
+from schemas.partitioning import partition_for
+from servicekit.read_model import active_generation
+from tests.reliability.auth import HEADERS
+from tests.reliability.harness import ReadySampler, Suite, base_url, stage
+from tests.reliability.load import Attempt, Readers
+from tests.reliability.own_kafka import OwnKafka
+from tests.reliability.results import Row
+from tests.reliability.toxiproxy import Toxiproxy
+from tests.support.command_contract import verdict
+from tests.support.projector_log import (
+    CommandMix,
+    high_watermarks,
+    produce_commands,
+    produce_raw,
+    read_log,
+    read_topic_messages,
+)
+from tests.support.projector_runtime import positions, wait_projected
+from tests.support.rebuild_oracle import snapshot
+from tests.support.services import free_port
+from tests.unit.builders import create, update
+
+RATE = 25.0
+
+
+# -- 2: the 3-node cluster -------------------------------------------------------------
+def s2_cluster(suite: Suite) -> list[Row]:
+    cluster = OwnKafka.create(suite.base / "cluster", 3)
+    rows = []
+    try:
+        cluster.start(timeout=300)
+        row = Row("2a", "3 nodes RF 3 min ISR 2: leader kill -9")
+        with stage(suite, "s2a", kafka=cluster) as st:
+            api = st.command_api()
+            st.projector()
+            load = st.load(api, rate=RATE).start()
+            time.sleep(8)
+            leaders = cluster.leaders(st.settings.commands_topic)
+            busiest = Counter(leaders.values()).most_common(1)[0][0]
+            node = cluster.node(busiest)
+            w = st.window(f"node {busiest} down")
+            node.kill()
+            time.sleep(15)
+            cluster.start_nodes([node])
+            backlog = st.end(w)
+            row.run = (
+                f"{RATE:.0f} writes/s; SIGKILL of node {busiest}, leader of "
+                f"{sum(1 for v in leaders.values() if v == busiest)}/{len(leaders)} partitions; "
+                "down 15 s, restarted"
+            )
+            st.finish(row, load, backlog, tail=10)
+        rows.append(row)
+
+        row = Row("2b", "3 nodes: two of three down")
+        with stage(suite, "s2b", kafka=cluster) as st:
+            api = st.command_api()
+            st.projector()
+            load = st.load(api, rate=RATE).start()
+            time.sleep(8)
+            first, second = cluster.nodes[0], cluster.nodes[1]
+            w = st.window("nodes 1+2 down")
+            first.kill()
+            second.kill()
+            time.sleep(20)
+            returned_at = st.clock.now()
+            cluster.start_nodes([first], timeout=300)
+            backlog = st.end(w)
+            time.sleep(5)
+            cluster.start_nodes([second], timeout=300)
+            row.run = (
+                f"{RATE:.0f} writes/s; SIGKILL of nodes 1 and 2 for 20 s, "
+                "node 1 restarted, then node 2"
+            )
+            st.finish(row, load, backlog, tail=10)
+            # a request sent after the kill (plus one delivery bound) that got a 202 before a node
+            # was back would be a 202 without min ISR 2
+            bad = [
+                a
+                for a in load.attempts
+                if a.status == 202 and a.sent > w.start + 1.0 and a.answered < returned_at
+            ]
+            during = [
+                a for a in load.attempts if w.start + 1.0 < a.sent and a.answered < returned_at
+            ]
+            row.expect(
+                f"no 202 while two of three nodes were down ({len(bad)} of {len(during)} answers)",
+                not bad,
+            )
+        rows.append(row)
+    finally:
+        cluster.stop()
+    return rows
+
+
+# -- 3: network faults through Toxiproxy ---------------------------------------------
+def s3_network(suite: Suite) -> list[Row]:
+    tp = Toxiproxy.start(suite.base / "toxiproxy.log")
+    suite.toxiproxy = tp
+    node = suite.kafka.nodes[0]
+    tp.proxy(
+        "kafka-command",
+        suite.proxy_ports["CMDPROXY"],
+        f"127.0.0.1:{node.proxied['CMDPROXY'][0]}",
+    )
+    tp.proxy(
+        "kafka-projector",
+        suite.proxy_ports["PROJPROXY"],
+        f"127.0.0.1:{node.proxied['PROJPROXY'][0]}",
+    )
+    store_projector, store_query = free_port(), free_port()
+    tp.proxy("store-projector", store_projector, f"127.0.0.1:{suite.store.port}")
+    tp.proxy("store-query", store_query, f"127.0.0.1:{suite.store.port}")
+    links = [
+        ("3a", "command API - Kafka", "kafka-command"),
+        ("3b", "projector - Kafka", "kafka-projector"),
+        ("3c", "projector - store", "store-projector"),
+        ("3d", "query API - store", "store-query"),
+    ]
+    rows = []
+    try:
+        for label, title, link in links:
+            row = Row(label, f"network faults {title}")
+            with stage(suite, f"s{label}") as st:
+                cmd_env = {}
+                proj_env = {}
+                query_env = {}
+                if link == "kafka-command":
+                    cmd_env["KAFKA_BOOTSTRAP_SERVERS"] = (
+                        f"127.0.0.1:{suite.proxy_ports['CMDPROXY']}"
+                    )
+                elif link == "kafka-projector":
+                    proj_env["KAFKA_BOOTSTRAP_SERVERS"] = (
+                        f"127.0.0.1:{suite.proxy_ports['PROJPROXY']}"
+                    )
+                elif link == "store-projector":
+                    proj_env["MONGODB_URI"] = f"mongodb://127.0.0.1:{store_projector}"
+                else:
+                    query_env["MONGODB_URI"] = f"mongodb://127.0.0.1:{store_query}"
+                api = st.command_api(**cmd_env)
+                proj = st.projector(**proj_env)
+                query = st.query_api(**query_env)
+                load = st.load(api, rate=RATE).start()
+                readers = Readers(base_url(query), load.items, rate=5).start()
+                sampler = ReadySampler(
+                    st.clock,
+                    {"api": base_url(api), "projector": base_url(proj), "query": base_url(query)},
+                ).start()
+                time.sleep(5)
+                backlog = None
+                for fault, toxics, hold in (
+                    ("latency 500 ms", [("latency", "downstream", {"latency": 500})], 10),
+                    ("reset mid-stream", [("reset_peer", "downstream", {"timeout": 0})], 2),
+                    (
+                        "blackhole 20 s",
+                        [
+                            ("timeout", "upstream", {"timeout": 0}),
+                            ("timeout", "downstream", {"timeout": 0}),
+                        ],
+                        20,
+                    ),
+                ):
+                    w = st.window(fault)
+                    for i, (kind, stream, attrs) in enumerate(toxics):
+                        tp.add(link, f"t{i}", kind, stream, **attrs)
+                    time.sleep(hold)
+                    tp.clear(link)
+                    backlog = st.end(w)
+                    if backlog is not None and fault != "blackhole 20 s":
+                        backlog.wait()
+                    time.sleep(5)
+                row.run = (
+                    f"{RATE:.0f} writes/s + 5 reads/s; on {title}: 500 ms latency 10 s, "
+                    "reset_peer 2 s, blackhole 20 s (toxiproxy)"
+                )
+                st.finish(row, load, backlog, tail=15)
+                readers.stop()
+                sampler.stop()
+                reads = dict(readers.statuses)
+                row.notes.append(f"reads through the query API: {reads}")
+                server_errors = sum(n for code, n in reads.items() if code >= 500 and code != 503)
+                row.expect(
+                    f"no read answered 5xx other than 503 ({server_errors})", not server_errors
+                )
+                last = {n: c for _t, n, c in sampler.samples}
+                row.expect(
+                    f"every /readyz 200 at the end ({last})", all(c == 200 for c in last.values())
+                )
+            rows.append(row)
+    finally:
+        tp.stop()
+        suite.toxiproxy = None
+    return rows
+
+
+# -- 6: poison records ---------------------------------------------------------------
+def _poison(kind: str, rng: random.Random, items: list[str]) -> tuple[bytes, str | None]:
+    codec = CommandCodec()
+    valid = codec.encode(create(str(__import__("uuid").uuid4()), "poison"))
+    if kind == "random bytes":
+        return os.urandom(rng.randint(1, 300)), None
+    if kind == "truncated Avro":
+        return valid[: rng.randint(11, len(valid) - 1)], None
+    if kind == "unknown fingerprint":
+        return MAGIC + os.urandom(8) + valid[10:], None
+    if kind == "impossible create":
+        datum = envelope_to_datum(create(str(__import__("uuid").uuid4()), "x"))
+        name, body = datum["payload"]
+        datum["payload"] = (
+            name,
+            {**body, "title": "", "dueDate": "2026-02-30", "tags": ["a", "a"]},
+        )
+        return codec.encode_datum(datum)
+    # an update of an existing item that sets the title to null (the API answers 422)
+    target = rng.choice(items) if items else str(__import__("uuid").uuid4())
+    datum = envelope_to_datum(update(target, title="x"))
+    name, body = datum["payload"]
+    datum["payload"] = (name, {**body, "title": None})
+    return codec.encode_datum(datum), target
+
+
+POISON_KINDS = [
+    "random bytes",
+    "truncated Avro",
+    "unknown fingerprint",
+    "impossible create",
+    "impossible update",
+]
+
+
+def s6_poison(suite: Suite) -> list[Row]:
+    row = Row("6", "poison records among good ones")
+    rng = random.Random(6)
+    with stage(suite, "s6") as st:
+        s = st.settings
+        api = st.command_api()
+        proj = st.projector()
+        query = st.query_api()
+        load = st.load(api, rate=RATE).start()
+        time.sleep(5)
+        sent: dict[bytes, str] = {}
+        for i in range(40):
+            kind = POISON_KINDS[i % len(POISON_KINDS)]
+            key = f"poison-{i}".encode()
+            value, item = _poison(kind, rng, list(load.items))
+            # an update goes where its item's commands go (as the command API would put it)
+            partition = (
+                partition_for(item, s.commands_partitions)
+                if item
+                else rng.randrange(s.commands_partitions)
+            )
+            produce_raw(st.bootstrap, s.commands_topic, partition, value, key=key)
+            sent[key] = kind
+            time.sleep(rng.uniform(0.1, 0.4))
+        st.finish(row, load, st.backlog(), tail=5)
+        dead = read_topic_messages(
+            st.bootstrap, s.dlq_topic, s.commands_partitions, len(sent), timeout=60
+        )
+        in_dlq = {k: h for k, _v, h in dead if k is not None}
+        for kind in POISON_KINDS:
+            keys = [k for k, v in sent.items() if v == kind]
+            with_reason = [k for k in keys if in_dlq.get(k, {}).get("dlq.reason")]
+            row.expect(
+                f"{kind}: {len(with_reason)}/{len(keys)} in the DLQ with a reason",
+                len(with_reason) == len(keys),
+            )
+        reasons = Counter(
+            h.get("dlq.reason", b"").decode(errors="replace").split(":")[0] for h in in_dlq.values()
+        )
+        row.notes.append(f"DLQ reasons: {dict(reasons)}")
+        row.expect("no good command in the DLQ", set(in_dlq) <= set(sent))
+        code = _get(base_url(proj) + "/readyz")
+        row.expect(f"projector ready at the end ({code})", code == 200)
+        # every item still readable (an impossible payload that was applied may break reads)
+        bad_reads = Counter()
+        for item in load.items[:300]:
+            status = _get(f"{base_url(query)}/action-items/{item}")
+            if status != 200:
+                bad_reads[status] += 1
+        row.expect(
+            f"every created item readable through the query API ({dict(bad_reads)})", not bad_reads
+        )
+        row.run = f"{RATE:.0f} writes/s; 40 bad records (8 of each of 5 kinds) produced among them"
+    return [row]
+
+
+def _get(url: str) -> int:
+    try:
+        return requests.get(url, headers=HEADERS, timeout=10).status_code
+    except requests.RequestException:
+        return 0
+
+
+# -- 8: rebuild killed ---------------------------------------------------------------
+def s8_rebuild_kills(suite: Suite) -> list[Row]:
+    row = Row("8", "projector rebuild kill -9 x3, then a rebuild to the end")
+    rng = random.Random(8)
+    with stage(suite, "s8") as st:
+        s = st.settings
+        api = st.command_api()
+        st.projector()
+        load = st.load(api, rate=RATE).start()
+        time.sleep(6)
+        load.stop()
+        load.retry_unconfirmed()
+        produced = produce_commands(
+            st.bootstrap,
+            s.commands_topic,
+            s.commands_partitions,
+            CommandMix(items=1500, seed=8, rejections=0.1, resend=0.02).take(12_000),
+        )
+        ends = high_watermarks(st.bootstrap, s.commands_topic, s.commands_partitions)
+        wait_projected(st.db, ends, timeout=600)
+        live = snapshot(st.db)
+        generation = active_generation(st.db)
+        before = set(st.db.list_collection_names())
+        env = {**os.environ, **st.env}
+        killed_during = []
+        leftovers: list[str] = []
+        untouched = True
+        for i in range(3):
+            out = (st.log_dir / f"rebuild-{i + 1}.out").open("w+")
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "projector.cli", "rebuild", "--output", "json"],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+            delay = rng.uniform(2.0, 12.0)
+            time.sleep(delay)
+            proc.kill()
+            proc.wait(30)
+            out.seek(0)
+            events = [json.loads(x) for x in out.read().splitlines() if x.startswith("{")]
+            last = events[-1] if events else {}
+            killed_during.append(
+                f"kill {i + 1} after {delay:.1f} s: last output "
+                f"{last.get('event', 'none')} {last.get('phase', '') or last.get('message', '')}"
+                f"{' ' + str(last.get('percent')) + '%' if 'percent' in last else ''}".strip()
+            )
+            now = set(st.db.list_collection_names())
+            leftovers += sorted(now - before - set(leftovers))
+            if active_generation(st.db) != generation or snapshot(st.db) != live:
+                untouched = False
+        row.notes += killed_during
+        row.expect("the live model untouched by the killed rebuilds", untouched)
+        row.expect(
+            f"nothing of the half-built generations left ({leftovers or 'none'})", not leftovers
+        )
+        # the live projector still takes commands (not left paused by a killed hand-over)
+        load2 = st.load(api, rate=RATE, prefix="s8b")
+        load2.start()
+        time.sleep(6)
+        load2.stop()
+        load2.retry_unconfirmed()
+        ends = high_watermarks(st.bootstrap, s.commands_topic, s.commands_partitions)
+        try:
+            wait_projected(st.db, ends, timeout=120)
+            row.expect("the live projector applies new commands after the kills", True)
+        except AssertionError as exc:
+            row.expect(f"the live projector applies new commands after the kills ({exc})", False)
+        live = snapshot(st.db)
+        t0 = time.monotonic()
+        done = subprocess.run(
+            [sys.executable, "-m", "projector.cli", "rebuild", "--output", "json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        took = time.monotonic() - t0
+        result = [json.loads(x) for x in done.stdout.splitlines() if x.startswith("{")]
+        swapped = any(e.get("event") == "result" and e.get("swapped") for e in result)
+        row.expect(
+            f"the next rebuild succeeds (exit {done.returncode}, {took:.0f} s)",
+            done.returncode == 0 and swapped,
+        )
+        row.expect("the rebuilt model equals the live one", snapshot(st.db) == live)
+        left = sorted(set(st.db.list_collection_names()) - before)
+        row.notes.append(f"collections beyond the live model after the full rebuild: {left}")
+        attempts: list[Attempt] = load.attempts + load2.attempts
+        load.attempts = attempts
+        row.counts = st.count(load)
+        row.run = (
+            f"{produced:,} commands on the log (+{len(attempts)} requests through the API); "
+            "`projector rebuild` SIGKILLed 3 x at 2-12 s, then run to the end"
+        )
+        _ = read_log, positions
+    return [row]
+
+
+# -- 9: soak -------------------------------------------------------------------------
+def _rss_mb(pid: int | None) -> float:
+    if pid is None:
+        return 0.0
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def s9_soak(suite: Suite) -> list[Row]:
+    seconds = suite.soak_seconds
+    row = Row("9", f"soak {seconds / 60:.1f} min at half the max write rate, reads alongside")
+    with stage(suite, "s9") as st:
+        s = st.settings
+        api = st.command_api()
+        proj = st.projector()
+        query = st.query_api()
+        probe = st.load(api, rate=1000, workers=12, prefix="max").start()
+        time.sleep(15)
+        probe.stop()
+        max_rate = sum(1 for a in probe.attempts if a.status == 202) / 15
+        rate = max(2.0, max_rate / 2)
+        load = st.load(api, rate=rate, workers=8, prefix="soak").start()
+        readers = Readers(base_url(query), load.items, rate=max(5.0, rate / 2)).start()
+        procs: dict[str, Any] = {
+            "command API": api.process,
+            "projector": proj.process,
+            "query API": query.process,
+            "kafka": suite.kafka.nodes[0].process,
+            "FerretDB": suite.store.process,
+        }
+        samples: list[tuple[float, dict[str, float], int]] = []
+        t0 = time.monotonic()
+        step = max(5.0, seconds / 60)
+        while time.monotonic() - t0 < seconds:
+            time.sleep(step)
+            rss = {n: _rss_mb(p.pid if p is not None else None) for n, p in procs.items()}
+            try:
+                ends = high_watermarks(st.bootstrap, s.commands_topic, s.commands_partitions)
+                have = positions(st.db)
+                lag = sum(max(0, e - have.get(p, 0)) for p, e in ends.items())
+            except Exception:
+                lag = -1
+            samples.append((time.monotonic() - t0, rss, lag))
+        load.stop()
+        readers.stop()
+        load.retry_unconfirmed()
+        load.attempts = probe.attempts + load.attempts
+        row.counts = st.count(load)
+        warm = seconds / 5
+        after = [x for x in samples if x[0] >= warm]
+        if after:
+            base = after[0][1]
+            for name in procs:
+                peak = max(x[1][name] for x in after)
+                row.expect(
+                    f"{name} RSS flat after warm-up: {base[name]:.0f} MB -> peak {peak:.0f} MB, "
+                    f"end {after[-1][1][name]:.0f} MB",
+                    peak <= 1.2 * base[name] + 1,
+                )
+            lags = [x[2] for x in after]
+            half = len(lags) // 2
+            first, second = max(lags[: half or 1]), max(lags[half:] or [0])
+            row.expect(
+                f"projector lag flat (max {first} in the first half after warm-up, {second} in the "
+                "second; commands behind the log end)",
+                second <= max(1.2 * first, rate * 2),
+            )
+        errors = st.log_errors()
+        row.expect(f"no ERROR in any service log ({errors})", not any(errors.values()))
+        row.notes.append(f"reads: {dict(readers.statuses)}")
+        row.notes.append(
+            f"max write rate measured first: {max_rate:.0f}/s (12 client threads, 15 s; the "
+            "client shares the 2 cores); soak rate {rate:.0f}/s"
+        )
+        row.run = f"{seconds:.0f} s at {rate:.0f} writes/s (half of {max_rate:.0f}/s) + {max(5.0, rate / 2):.0f} reads/s"
+        row.lag0 = None
+    return [row]
+
+
+# -- 10: generated requests --------------------------------------------------------
+def s10_generated_requests(suite: Suite, per_api: int = 2000) -> list[Row]:
+    row = Row("10", f"bad input at scale: {per_api:,} generated requests per API (schemathesis)")
+    with stage(suite, "s10") as st:
+        api = st.command_api()
+        st.projector()
+        query = st.query_api()
+        load = st.load(api)  # only its record: the generated requests go in its log
+        seen: Counter[str] = Counter()
+        session = requests.Session()
+        session.headers.update(HEADERS)
+
+        def run(url: str, paths: list[tuple[str, str]], is_command: bool) -> None:
+            schema = schemathesis.openapi.from_url(f"{url}/openapi.json", headers=HEADERS)
+            operations = [schema[p][m] for p, m in paths]
+            cases = hst.one_of(
+                *(
+                    op.as_strategy(generation_mode=mode)
+                    for op in operations
+                    for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
+                )
+            )
+            name = "command" if is_command else "query"
+
+            @settings(
+                max_examples=per_api,
+                deadline=None,
+                database=None,
+                phases=[Phase.generate],
+                suppress_health_check=list(HealthCheck),
+            )
+            @given(case=cases)
+            def one(case: schemathesis.Case) -> None:
+                started = st.clock.now()
+                try:
+                    response = case.call(base_url=url, session=session, timeout=30)
+                except requests.RequestException as exc:
+                    seen[f"{name} no answer"] += 1
+                    load.record(
+                        Attempt(
+                            "",
+                            case.method,
+                            case.path,
+                            {},
+                            started,
+                            st.clock.now(),
+                            None,
+                            None,
+                            None,
+                            False,
+                            str(exc)[:200],
+                        )
+                    )
+                    return
+                seen[f"{name} requests"] += 1
+                seen[f"{name} {response.status_code // 100}xx"] += 1
+                if response.status_code >= 500:
+                    seen[f"{name} 5xx"] += 1
+                if not is_command:
+                    return
+                request = response.request
+                body = request.body
+                raw = (
+                    body.encode()
+                    if isinstance(body, str)
+                    else body
+                    if isinstance(body, bytes)
+                    else b""
+                )
+                sent = [
+                    (k, v if isinstance(v, str) else v.decode("latin-1"))
+                    for k, v in request.headers.items()
+                ]
+                why = verdict(str(request.method), str(request.path_url), sent, raw)
+                payload: dict[str, Any] = {}
+                with contextlib.suppress(ValueError):
+                    parsed = response.json()
+                    payload = parsed if isinstance(parsed, dict) else {}
+                if response.status_code == 202 and why is not None:
+                    seen["202 for an invalid request"] += 1
+                load.record(
+                    Attempt(
+                        request.headers.get("Idempotency-Key") or f"gen-{seen['command requests']}",
+                        str(request.method),
+                        str(request.path_url),
+                        {},
+                        started,
+                        st.clock.now(),
+                        response.status_code,
+                        payload.get("commandId"),
+                        payload.get("actionItemId"),
+                        False,
+                        None,
+                    )
+                )
+
+            one()
+
+        run(
+            base_url(api),
+            [("/action-items", "POST"), ("/action-items/{actionItemId}", "PATCH")],
+            True,
+        )
+        query_schema = schemathesis.openapi.from_url(
+            f"{base_url(query)}/openapi.json", headers=HEADERS
+        )
+        query_paths = [
+            (op.path, op.method.upper())
+            for op in (r.ok() for r in query_schema.get_all_operations())
+            if op.method.upper() == "GET" and op.path not in ("/healthz", "/readyz", "/metrics")
+        ]
+        run(base_url(query), query_paths, False)
+        row.counts = st.count(load)
+        row.notes.append(f"answers: {dict(sorted(seen.items()))}")
+        five = seen["command 5xx"] + seen["query 5xx"]
+        row.expect(f"0 answers 5xx ({five})", five == 0)
+        row.expect(
+            f"0 202s for invalid requests ({seen['202 for an invalid request']})",
+            seen["202 for an invalid request"] == 0,
+        )
+        row.expect(
+            f"at least {per_api} requests per API ({seen['command requests']} / {seen['query requests']})",
+            seen["command requests"] >= per_api * 0.95 and seen["query requests"] >= per_api * 0.95,
+        )
+        row.run = (
+            f"{per_api:,} hypothesis examples per API, positive and negative, through schemathesis"
+        )
+        _ = threading
+    return [row]
