@@ -63,7 +63,8 @@ class DeadLetters:
 
 def dead_letter_headers(msg: Message, reason: str) -> list[tuple[str, str | bytes | None]]:
     """The record's own headers plus why it failed and where it sits on the source topic."""
-    original: list[tuple[str, bytes]] = msg.headers() or []  # type: ignore[assignment]
+    received = msg.headers() or []  # a consumed record's headers are a list of pairs
+    original = list(received.items()) if isinstance(received, dict) else list(received)
     _kind, timestamp = msg.timestamp()
     return [
         *original,
