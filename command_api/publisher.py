@@ -17,6 +17,11 @@ HTTP layer turns it into a 503. Three guarantees the HTTP layer relies on:
 - a keyed command (same commandId) is produced at most once per process while
   an earlier attempt is pending or was acknowledged: a retry awaits or reuses
   that attempt instead of writing a second copy (the in-process memory).
+
+Every produce call writes its record under a key of its own,
+``<commandId>.<attemptId>`` (``schemas/record_key.py``): a copy that a retry
+writes after all never shares a key with the first, so log compaction never
+removes a command's first copy.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from command_api import metrics
+from schemas.record_key import record_key
 
 log = logging.getLogger("command_api.publisher")
 kafka_log = logging.getLogger("command_api.librdkafka")
@@ -295,33 +301,38 @@ class CommandPublisher:
     # -- publishing --------------------------------------------------------
     async def publish(
         self,
-        key: str,
+        command_id: str,
         value: bytes,
         partition: int,
         headers: list[tuple[str, str | bytes | None]],
         dedupe: bool,
         deadline: float | None = None,
     ) -> Delivered:
-        """Produce one record and await its acks=all acknowledgement by ``deadline``.
+        """Produce one record of ``command_id`` and await its acks=all acknowledgement.
 
-        ``deadline`` is on the event loop's clock (default: now + the timeout).
+        The record's key is new for this call (``record_key``); ``dedupe`` looks
+        earlier attempts up by ``command_id``. ``deadline`` is on the event
+        loop's clock (default: now + the timeout).
         """
         loop = asyncio.get_running_loop()
         if deadline is None:
             deadline = loop.time() + self.timeout
         if dedupe:
-            earlier = self._recent.get(key)
+            earlier = self._recent.get(command_id)
             if isinstance(earlier, Delivered):
                 return replace(earlier, replayed=True)
             if earlier is not None and not earlier.done():
                 return replace(await self._await(earlier, deadline), replayed=True)
         future: Pending = loop.create_future()
+        key = record_key(command_id).encode()  # this attempt's own key
 
         def on_delivery(err: KafkaError | None, msg: Message) -> None:
             try:
-                loop.call_soon_threadsafe(self._resolve, key, future, err, msg)
+                loop.call_soon_threadsafe(self._resolve, command_id, future, err, msg)
             except RuntimeError:  # the loop is gone: nobody is waiting for this answer
-                log.warning("delivery report after the event loop closed", extra={"commandId": key})
+                log.warning(
+                    "delivery report after the event loop closed", extra={"commandId": command_id}
+                )
 
         with self._lock:
             if self._closed or self._producer is None:
@@ -331,7 +342,7 @@ class CommandPublisher:
             try:
                 self._producer.produce(
                     self.topic,
-                    key=key.encode(),
+                    key=key,
                     value=value,
                     partition=partition,
                     headers=headers,
@@ -348,7 +359,7 @@ class CommandPublisher:
         self._in_flight += 1
         metrics.IN_FLIGHT.inc()
         if dedupe:
-            self._remember_entry(key, future)
+            self._remember_entry(command_id, future)
         return await self._await(future, deadline)
 
     async def _await(self, future: Pending, deadline: float) -> Delivered:
@@ -364,26 +375,28 @@ class CommandPublisher:
                 cause="timeout",
             ) from None
 
-    def _resolve(self, key: str, future: Pending, err: KafkaError | None, msg: Message) -> None:
+    def _resolve(
+        self, command_id: str, future: Pending, err: KafkaError | None, msg: Message
+    ) -> None:
         self._in_flight -= 1
         metrics.IN_FLIGHT.dec()
         answered_503 = future in self._gave_up
         self._gave_up.discard(future)
         if err is not None:
-            if self._recent.get(key) is future:
-                del self._recent[key]
+            if self._recent.get(command_id) is future:
+                del self._recent[command_id]
             if not future.done():
                 maybe = err.code() not in _NOT_WRITTEN
                 future.set_exception(LogUnavailable(str(err), maybe_written=maybe))
             future.exception()  # mark retrieved: the request may have answered 503 already
             log.warning(
                 "delivery failed",
-                extra={"commandId": key, "error": str(err), "code": err.code()},
+                extra={"commandId": command_id, "error": str(err), "code": err.code()},
             )
             return
         delivered = Delivered(int(msg.partition() or 0), int(msg.offset() or 0))
-        if key in self._recent:
-            self._recent[key] = delivered
+        if command_id in self._recent:
+            self._recent[command_id] = delivered
         if answered_503:
             self.late_acks += 1
             metrics.LATE_ACKS.inc()
@@ -392,7 +405,7 @@ class CommandPublisher:
                 "a retry with its Idempotency-Key is answered from memory or deduplicated "
                 "by the projector",
                 extra={
-                    "commandId": key,
+                    "commandId": command_id,
                     "partition": delivered.partition,
                     "offset": delivered.offset,
                 },
@@ -400,8 +413,8 @@ class CommandPublisher:
         if not future.done():
             future.set_result(delivered)
 
-    def _remember_entry(self, key: str, value: Pending | Delivered) -> None:
-        self._recent[key] = value
-        self._recent.move_to_end(key)
+    def _remember_entry(self, command_id: str, value: Pending | Delivered) -> None:
+        self._recent[command_id] = value
+        self._recent.move_to_end(command_id)
         while len(self._recent) > self._remember:
             self._recent.popitem(last=False)

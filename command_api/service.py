@@ -1,9 +1,11 @@
 """The command API's use case: put one command on the log and say whether the log took it.
 
 A command is drafted (identity derived, acceptance stamped), encoded with the
-current Avro schema, and produced to the partition of its ActionItem; it is
-accepted only once Kafka acknowledged it with acks=all. Nothing here knows
-HTTP: the routes turn ``Acceptance`` into a 202 and ``NotConfirmed`` into a 503.
+current Avro schema, and produced to the partition of its ActionItem under a
+record key of its own attempt (``schemas/record_key.py``; the commandId is in
+the value and the ``command.id`` header); it is accepted only once Kafka
+acknowledged it with acks=all. Nothing here knows HTTP: the routes turn
+``Acceptance`` into a 202 and ``NotConfirmed`` into a 503.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from command_api.publisher import Delivered, LogUnavailable
 from domain.commands import CommandEnvelope
 from schemas.codec import CommandCodec
 from schemas.partitioning import partition_for
+from schemas.record_key import COMMAND_ID_HEADER
 from servicekit.consistency import ConsistencyToken
 
 log = logging.getLogger("command_api")
@@ -39,7 +42,7 @@ class CommandLog(Protocol):
 
     async def publish(
         self,
-        key: str,
+        command_id: str,
         value: bytes,
         partition: int,
         headers: RecordHeaders,
@@ -129,6 +132,7 @@ class CommandService:
 
     def _headers(self, command: CommandEnvelope) -> RecordHeaders:
         return [
+            (COMMAND_ID_HEADER, command.command_id.encode()),
             ("schema.fingerprint", self._fingerprint),
             ("correlation.id", command.correlation_id.encode()),
             ("command.type", command.kind.encode()),

@@ -1,9 +1,10 @@
 """Which partition a command goes to: every command of one ActionItem lands in one partition.
 
-The record key is the commandId (so compaction only collapses re-sent copies of
-one command), which means the partition cannot come from the key: it is chosen
-explicitly from the actionItemId with the same murmur2 hash as Kafka's Java
-default partitioner, so the mapping is the one any Kafka client would compute.
+The record key is one per produced record (``<commandId>.<attemptId>``, see
+``schemas/record_key.py``), which means the partition cannot come from the key:
+it is chosen explicitly from the actionItemId with the same murmur2 hash as
+Kafka's Java default partitioner, so the mapping is the one any Kafka client
+would compute.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """The command API process on the real broker: what a 202 puts on the log, and how.
 
 - an accepted command is on the log and decodes to exactly what was sent;
-- record key = commandId; every command of one ActionItem in one partition, in
-  acceptance order (many items, interleaved updates);
-- record headers carry the schema fingerprint and the correlation id;
+- record key = ``<commandId>.<attemptId>``, one per produced record; every
+  command of one ActionItem in one partition, in acceptance order (many items,
+  interleaved updates);
+- record headers carry the commandId, the schema fingerprint and the correlation id;
 - a keyed retry yields the same ids and leaves one record.
 """
 
@@ -30,7 +31,7 @@ from schemas.codec import writer_schema
 from schemas.partitioning import partition_for
 from servicekit.consistency import ConsistencyToken
 from tests.support.command_api import CommandApi, own_topics, running_command_api
-from tests.support.command_log import by_key, read_records
+from tests.support.command_log import by_command, read_records
 from tests.support.log_record import LogRecord
 
 PARTITIONS = 3
@@ -56,12 +57,14 @@ def log_of(api: CommandApi) -> list[LogRecord]:
 
 
 def the_record(records: list[LogRecord], command_id: str) -> LogRecord:
-    copies = by_key(records).get(command_id, [])
+    copies = by_command(records).get(command_id, [])
     assert len(copies) == 1, f"{command_id}: {len(copies)} records on the log"
     return copies[0]
 
 
 def check_headers(record: LogRecord, correlation: str, kind: str) -> None:
+    command = record.command()
+    assert record.headers["command.id"] == command.command_id.encode()
     assert record.headers["schema.fingerprint"] == writer_schema().fingerprint_hex.encode()
     assert record.headers["correlation.id"] == correlation.encode()
     assert record.headers["command.type"] == kind.encode()
@@ -188,21 +191,23 @@ def test_per_item_order_on_the_log_with_interleaved_updates(api: CommandApi) -> 
 
     sent = asyncio.run(run())
     records = log_of(api)
-    by_command = {r.key_text: r for r in records}
+    on_log_by_command = {r.command_id: r for r in records}
+    assert len({r.key for r in records}) == len(records), "two records share a key"
     interleaved = 0
     for item, history in sent.items():
-        on_log = [by_command[command_id] for command_id, _, _ in history]
+        on_log = [on_log_by_command[command_id] for command_id, _, _ in history]
         partition = partition_for(item, PARTITIONS)
         assert {r.partition for r in on_log} == {partition}, item
         offsets = [r.offset for r in on_log]
         assert offsets == sorted(offsets), f"{item}: log order is not acceptance order"
         interleaved += offsets[-1] - offsets[0] + 1 - len(offsets)
         commands = [r.command() for r in on_log]
-        assert [c.command_id for c in commands] == [r.key_text for r in on_log]
+        assert [c.command_id for c in commands] == [r.command_id for r in on_log]
         assert [c.action_item_id for c in commands] == [item] * len(history)
         assert [c.payload.title for c in commands] == [f"v{i}" for i in range(updates + 1)]
         for (command_id, corr, token), record in zip(history, on_log, strict=True):
-            assert record.key_text == command_id
+            key = record.key_text
+            assert key is not None and key.startswith(f"{command_id}."), key
             assert (token.partition, token.offset) == (record.partition, record.offset)
             check_headers(record, corr, "create" if corr.endswith("create") else "update")
     # other items' commands landed between one item's commands: the updates did interleave
@@ -223,7 +228,7 @@ def test_concurrent_updates_of_one_item_are_logged_in_acceptance_order(api: Comm
         return [a.json()["commandId"] for a in answers]
 
     command_ids = set(asyncio.run(run()))
-    mine = [r for r in log_of(api) if r.key_text in command_ids]
+    mine = [r for r in log_of(api) if r.command_id in command_ids]
     assert len(mine) == 20
     assert {r.partition for r in mine} == {partition_for(item, PARTITIONS)}
     accepted = [r.command().accepted_at for r in sorted(mine, key=lambda r: r.offset)]
@@ -243,11 +248,11 @@ def test_a_keyed_retry_gets_the_same_ids_and_leaves_one_record(api: CommandApi) 
     reused_key = api.post({"title": "different"}, idempotency_key="retry-1", x_client_id="team-r")
     assert other_caller.json()["actionItemId"] != first.json()["actionItemId"]
     # same key, other payload: same item, a *different* command (the projector rejects it
-    # as IDEMPOTENCY_KEY_REUSED; compaction never folds it into the first)
+    # as IDEMPOTENCY_KEY_REUSED)
     assert reused_key.json()["actionItemId"] == first.json()["actionItemId"]
     assert reused_key.json()["commandId"] != first.json()["commandId"]
 
-    copies = by_key(log_of(api))
+    copies = by_command(log_of(api))
     assert len(copies[first.json()["commandId"]]) == 1
     assert len(copies[reused_key.json()["commandId"]]) == 1
 

@@ -36,7 +36,7 @@ from tests.support.command_api import (
     ready,
     start_command_api,
 )
-from tests.support.command_log import by_key, read_records
+from tests.support.command_log import by_command, read_records
 from tests.support.waiting import wait_until
 
 BOUND = 2.0  # DELIVERY_TIMEOUT_SECONDS of the API under test
@@ -70,7 +70,7 @@ class Outage:
         self.api = start_command_api(self.env, self.log_dir)
 
     def records(self) -> dict[str, list[Any]]:
-        return by_key(read_records(self.cluster.bootstrap, self.env["COMMANDS_TOPIC"], 60))
+        return by_command(read_records(self.cluster.bootstrap, self.env["COMMANDS_TOPIC"], 60))
 
     def status(self, command_id: str) -> dict[str, Any] | None:
         found: dict[str, Any] | None = active_read_model(self.db).commands.find_one(

@@ -129,7 +129,7 @@ def test_sigterm_under_load_loses_no_202_and_accepts_nothing_after_close(
             "new connections were still taken after SIGTERM"
         )
 
-        on_log = {r.key_text: r for r in read_records(kafka_bootstrap, settings.commands_topic)}
+        on_log = {r.command_id: r for r in read_records(kafka_bootstrap, settings.commands_topic)}
         for outcome in accepted:
             record = on_log.get(outcome.command_id)
             assert record is not None, f"{outcome} got a 202 but is not on the log"

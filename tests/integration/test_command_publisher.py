@@ -12,7 +12,7 @@ from confluent_kafka import KafkaError
 
 from command_api.publisher import CommandPublisher, Delivered, LogUnavailable, producer_config
 from tests.support.command_api import own_topics
-from tests.support.command_log import by_key, read_records
+from tests.support.command_log import by_command, read_records
 from tests.support.waiting import wait_until
 
 
@@ -42,13 +42,41 @@ def test_records_are_acknowledged_with_their_position(kafka_bootstrap: str, topi
         delivered = asyncio.run(run())
     finally:
         pub.close(10)
-    records = {r.key_text: r for r in read_records(kafka_bootstrap, topic)}
+    records = {r.command_id: r for r in read_records(kafka_bootstrap, topic)}
+    assert len(records) == 50
     for i, answer in enumerate(delivered):
         assert (records[f"k{i}"].partition, records[f"k{i}"].offset) == (
             answer.partition,
             answer.offset,
         )
         assert records[f"k{i}"].value == f"v{i}".encode()
+
+
+def test_every_produce_call_writes_a_key_of_its_own(kafka_bootstrap: str, topic: str) -> None:
+    """Two attempts of one command (a retry this process does not remember) are two keys,
+    so compaction keeps both and the first copy is never removed (issue 20)."""
+    pub = publisher(kafka_bootstrap, topic)
+    pub.start()
+    command_id = str(uuid.uuid4())
+
+    async def run() -> list[Delivered]:
+        return [await pub.publish(command_id, b"v", 1, [], False) for _ in range(2)]
+
+    try:
+        first, second = asyncio.run(run())
+    finally:
+        pub.close(10)
+    copies = by_command(read_records(kafka_bootstrap, topic))[command_id]
+    assert [(r.partition, r.offset) for r in copies] == [
+        (first.partition, first.offset),
+        (second.partition, second.offset),
+    ]
+    keys = [r.key_text for r in copies]
+    assert len(set(keys)) == 2, f"two attempts share a record key: {keys}"
+    for key in keys:
+        assert key is not None
+        prefix, _, attempt = key.partition(".")
+        assert prefix == command_id and len(attempt) == 32
 
 
 def test_a_keyed_retry_while_pending_or_after_ack_is_not_produced_again(
@@ -72,7 +100,7 @@ def test_a_keyed_retry_while_pending_or_after_ack_is_not_produced_again(
     assert {(d.partition, d.offset) for d in (first, concurrent, later)} == {
         (first.partition, first.offset)
     }
-    assert len(by_key(read_records(kafka_bootstrap, topic))["same"]) == 1
+    assert len(by_command(read_records(kafka_bootstrap, topic))["same"]) == 1
 
 
 def test_close_answers_everything_produced_and_refuses_the_rest(
@@ -101,7 +129,7 @@ def test_close_answers_everything_produced_and_refuses_the_rest(
         return outstanding
 
     assert asyncio.run(run()) == 0
-    on_log = by_key(read_records(kafka_bootstrap, topic))
+    on_log = by_command(read_records(kafka_bootstrap, topic))
     refused = {k: v for k, v in outcomes.items() if isinstance(v, LogUnavailable)}
     assert len(refused) == 20  # every worker ends on a refusal
     for key, outcome in outcomes.items():
@@ -162,4 +190,4 @@ def test_a_producer_with_a_fatal_error_is_replaced(kafka_bootstrap: str, topic: 
     finally:
         pub.close(10)
     assert delivered.partition == 2
-    assert len(by_key(read_records(kafka_bootstrap, topic))["after-fatal"]) == 1
+    assert len(by_command(read_records(kafka_bootstrap, topic))["after-fatal"]) == 1

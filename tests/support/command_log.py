@@ -71,9 +71,11 @@ def wait_for_records(
         time.sleep(0.2)
 
 
-def by_key(records: list[LogRecord]) -> dict[str, list[LogRecord]]:
+def by_command(records: list[LogRecord]) -> dict[str, list[LogRecord]]:
+    """commandId -> its copies on the log, in log order (every record has a key of its own)."""
     out: dict[str, list[LogRecord]] = {}
     for record in records:
-        if record.key_text is not None:
-            out.setdefault(record.key_text, []).append(record)
+        command_id = record.command_id
+        if command_id is not None:
+            out.setdefault(command_id, []).append(record)
     return out

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from domain.commands import CommandEnvelope
 from schemas.codec import CommandCodec
+from schemas.record_key import COMMAND_ID_HEADER, command_id_of_key
 
 
 @dataclass(frozen=True)
@@ -18,8 +19,15 @@ class LogRecord:
 
     @property
     def key_text(self) -> str | None:
-        """The key as text (the command API keys each record by its commandId)."""
+        """The key as text: ``<commandId>.<attemptId>``, one per produced record
+        (records written before issue 20: the bare commandId)."""
         return self.key.decode() if self.key is not None else None
+
+    @property
+    def command_id(self) -> str | None:
+        """The record's commandId: its ``command.id`` header, else the key's commandId part."""
+        header = self.headers.get(COMMAND_ID_HEADER)
+        return header.decode() if header is not None else command_id_of_key(self.key)
 
     def command(self, codec: CommandCodec | None = None) -> CommandEnvelope:
         return (codec or CommandCodec()).decode(self.value)

@@ -19,6 +19,7 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 from domain.commands import CommandEnvelope, CreateActionItem, Priority, Status, UpdateActionItem
 from schemas.codec import CommandCodec
 from schemas.partitioning import partition_for
+from schemas.record_key import COMMAND_ID_HEADER, record_key
 from tests.support.log_record import LogRecord
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -44,7 +45,8 @@ def produce_commands(
     commands: Iterable[CommandEnvelope],
     codec: CommandCodec | None = None,
 ) -> int:
-    """Produce every command (keyed by commandId, partitioned by actionItemId); all acked."""
+    """Produce every command as the command API does (a record key of its own per record,
+    ``<commandId>.<attemptId>``; partitioned by actionItemId); all acked."""
     codec = codec or CommandCodec()
     out = producer(bootstrap)
     failures: list[str] = []
@@ -59,9 +61,10 @@ def produce_commands(
             try:
                 out.produce(
                     topic,
-                    key=command.command_id.encode(),
+                    key=record_key(command.command_id).encode(),
                     value=codec.encode(command),
                     partition=partition_for(command.action_item_id, partitions),
+                    headers=[(COMMAND_ID_HEADER, command.command_id.encode())],
                     on_delivery=report,
                 )
                 break
@@ -89,9 +92,10 @@ def produce_one(
 
     out.produce(
         topic,
-        key=command.command_id.encode(),
+        key=record_key(command.command_id).encode(),
         value=CommandCodec().encode(command),
         partition=partition_for(command.action_item_id, partitions),
+        headers=[(COMMAND_ID_HEADER, command.command_id.encode())],
         on_delivery=report,
     )
     out.flush(30)
@@ -149,7 +153,7 @@ def read_log(bootstrap: str, topic: str, partitions: int, timeout: float = 30) -
                     continue
                 p, o = int(msg.partition() or 0), int(msg.offset() or 0)
                 if p in pending and o < ends[p]:
-                    records.append(LogRecord(p, o, msg.key(), msg.value()))
+                    records.append(LogRecord(p, o, msg.key(), msg.value(), header_bytes(msg)))
                     if o + 1 >= ends[p]:
                         pending.pop(p)
         if pending:

@@ -35,7 +35,7 @@ class Log:
 
     async def publish(
         self,
-        key: str,
+        command_id: str,
         value: bytes,
         partition: int,
         headers: RecordHeaders,
@@ -44,7 +44,7 @@ class Log:
     ) -> Delivered:
         if self.fail is not None:
             raise self.fail
-        self.published.append((key, value, partition, headers, dedupe))
+        self.published.append((command_id, value, partition, headers, dedupe))
         return Delivered(partition, 41)
 
 
@@ -66,14 +66,15 @@ def test_an_acknowledged_command_is_accepted_with_its_position_as_the_token() ->
     assert isinstance(accepted, Acceptance)
     command = made[-1]
     assert len(made) == 1, "the partition count was known: one draft"
-    key, value, partition, headers, dedupe = log.published[0]
-    assert (key, partition, dedupe) == (
+    command_id, value, partition, headers, dedupe = log.published[0]
+    assert (command_id, partition, dedupe) == (
         command.command_id,
         partition_for(command.action_item_id, 3),
         True,
     )
     assert codec.decode(value) == command
     assert dict(headers)["command.type"] == command.kind.encode()
+    assert dict(headers)["command.id"] == command.command_id.encode()
     assert dict(headers)["correlation.id"] == command.correlation_id.encode()
     token = ConsistencyToken.decode(accepted.consistency_token)
     assert (token.command_id, token.partition, token.offset) == (command.command_id, partition, 41)

@@ -67,7 +67,9 @@ async def create(body: Create) -> dict[str, Any]:
     def report(err: Any, msg: Any) -> None:
         loop.call_soon_threadsafe(settle, done, err, msg)
 
-    producer.produce(TOPIC, buf.getvalue(), key=command_id, on_delivery=report)
+    # a key per produced record, as the product writes them (schemas/record_key.py)
+    key = f"{command_id}.{uuid.uuid4().hex}"
+    producer.produce(TOPIC, buf.getvalue(), key=key, on_delivery=report)
     msg = await done
     return {"commandId": command_id, "partition": msg.partition(), "offset": msg.offset()}
 
