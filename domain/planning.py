@@ -54,6 +54,7 @@ class CommandOutcome:
     exception: ExceptionEntry | None
     processed_at: str
     position: LogPosition
+    correlation_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -175,13 +176,25 @@ def _project(
     processed_at = timestamp(command.accepted_at)
     if isinstance(decision, Applied):
         outcome = CommandOutcome(
-            command.command_id, command.action_item_id, "applied", None, processed_at, position
+            command.command_id,
+            command.action_item_id,
+            "applied",
+            None,
+            processed_at,
+            position,
+            command.correlation_id,
         )
         return outcome, decision.state
     assert isinstance(decision, Rejected)
     entry = exception_entry(command, position, decision)
     outcome = CommandOutcome(
-        command.command_id, command.action_item_id, "rejected", entry, processed_at, position
+        command.command_id,
+        command.action_item_id,
+        "rejected",
+        entry,
+        processed_at,
+        position,
+        command.correlation_id,
     )
     new_state = with_exception(state, entry) if state is not None else None
     return outcome, new_state

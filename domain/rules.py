@@ -52,6 +52,9 @@ class ExceptionEntry:
     occurred_at: str
     partition: int
     offset: int
+    # The X-Correlation-Id of the request that sent the command (None in entries stored before
+    # it was recorded): an operator follows it from the HTTP request to this entry.
+    correlation_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -174,6 +177,7 @@ def exception_entry(
         occurred_at=timestamp(command.accepted_at),
         partition=position.partition,
         offset=position.offset,
+        correlation_id=command.correlation_id,
     )
 
 

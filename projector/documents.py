@@ -18,6 +18,7 @@ def exception_doc(entry: ExceptionEntry) -> dict[str, Any]:
         "occurredAt": entry.occurred_at,
         "partition": entry.partition,
         "offset": entry.offset,
+        "correlationId": entry.correlation_id,
     }
 
 
@@ -29,6 +30,7 @@ def exception_from(doc: dict[str, Any]) -> ExceptionEntry:
         occurred_at=doc["occurredAt"],
         partition=doc["partition"],
         offset=doc["offset"],
+        correlation_id=doc.get("correlationId"),
     )
 
 

@@ -36,6 +36,7 @@ def log_outcomes(plan: BatchPlan) -> None:
             o.status,
             extra={
                 "commandId": o.command_id,
+                "correlationId": o.correlation_id,
                 "actionItemId": o.action_item_id,
                 "code": str(o.exception.code) if o.exception else None,
                 "partition": o.position.partition,
@@ -52,6 +53,7 @@ def log_outcomes(plan: BatchPlan) -> None:
                 why,
                 extra={
                     "commandId": record.command.command_id,
+                    "correlationId": record.command.correlation_id,
                     "partition": record.position.partition,
                     "offset": record.position.offset,
                 },

@@ -98,7 +98,15 @@ def test_each_rejection_code_lands_in_the_exceptions_node(
     ]
     assert [e["code"] for e in item["exceptions"]] == [code for _, code, _ in expected_entries]
     for entry, (accepted, _code, message) in zip(item["exceptions"], expected_entries, strict=True):
-        assert set(entry) == {"commandId", "code", "message", "occurredAt", "partition", "offset"}
+        assert set(entry) == {
+            "commandId",
+            "code",
+            "message",
+            "occurredAt",
+            "partition",
+            "offset",
+            "correlationId",
+        }
         if accepted is not None:
             assert entry["commandId"] == accepted["commandId"]
             assert (entry["partition"], entry["offset"]) == position(accepted)

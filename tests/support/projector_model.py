@@ -107,6 +107,7 @@ def fold_commands(records: Sequence[CommandRecord]) -> ExpectedModel:
                 "occurredAt": at,
                 "partition": position.partition,
                 "offset": position.offset,
+                "correlationId": command.correlation_id,
             }
             if current is not None:
                 model.items[command.action_item_id] = StoredItem(
