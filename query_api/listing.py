@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING
 
+from domain.rules import timestamp
 from query_api.cursor import Cursor
+from servicekit.read_model import LIST_FILTER_INDEXES
 
 # public query parameter -> field of the item document
 FILTER_FIELDS: Mapping[str, str] = {
@@ -27,6 +30,17 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 # The list order: both keys are fixed at creation and (createdAt, _id) is unique.
 ORDER = (("createdAt", ASCENDING), ("_id", ASCENDING))
+
+# Window search (docs/query-api.md, "What a page costs"): the local store sorts
+# every row a query matches before applying the limit, so a page is read as a
+# series of queries, each bounded above on createdAt, the bound growing from
+# where the page starts until the page is full. Each query then sorts only the
+# rows of its window.
+FIRST_WINDOW = timedelta(seconds=4)
+MAX_GROWTH = 16
+# A window ending this far past the API's clock is dropped for an unbounded
+# query: createdAt is another host's clock, so it may run slightly ahead.
+CLOCK_SKEW = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -73,12 +87,65 @@ def after_position(created_at: str, item_id: str) -> dict[str, Any]:
     }
 
 
-def store_filter(query: ListQuery, after: tuple[str, str] | None = None) -> dict[str, Any]:
-    """The store filter of a list query, optionally continuing after another position."""
+def start_position(query: ListQuery) -> tuple[str, str] | None:
+    """The (createdAt, id) the page starts strictly after, or None for the first page."""
+    return (query.after.created_at, query.after.item_id) if query.after is not None else None
+
+
+def store_filter(
+    query: ListQuery, after: tuple[str, str] | None = None, before: str | None = None
+) -> dict[str, Any]:
+    """The store filter of a list query: strictly after ``after`` (default: the query's
+    cursor) and, when ``before`` is given, with createdAt strictly before it."""
     out: dict[str, Any] = {FILTER_FIELDS[name]: value for name, value in query.filters.items()}
-    position = after or (
-        (query.after.created_at, query.after.item_id) if query.after is not None else None
-    )
+    position = after or start_position(query)
     if position is not None:
         out.update(after_position(*position))
+    if before is not None:
+        out.setdefault("createdAt", {})["$lt"] = before
     return out
+
+
+def index_for(query: ListQuery) -> str:
+    """The index every query of this list reads (passed as a hint, so the plan is fixed).
+
+    A single-valued filter's (field, createdAt, _id) index bounds the scan by the
+    filter and the window together; assignee first, as the likeliest to be narrow.
+    Otherwise (no filter, or only `tag`) the order index bounds it by the window
+    and the store checks the tag on the rows of the window.
+    """
+    for name, index in LIST_FILTER_INDEXES.items():
+        if name in query.filters:
+            return index
+    return "list_order"
+
+
+def parse_timestamp(text: str) -> datetime | None:
+    """A read-model timestamp as an aware datetime; None if it is not one."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
+def window_end(start: datetime, width: timedelta, now: datetime) -> str | None:
+    """The createdAt bound of a window of ``width`` from ``start``; None (no bound) once the
+    window reaches past ``now`` plus the clock skew, so the last query misses nothing."""
+    try:
+        end = start + width
+    except OverflowError:
+        return None
+    return None if end > now + CLOCK_SKEW else timestamp(end)
+
+
+def next_width(width: timedelta, wanted: int, found: int) -> timedelta:
+    """The next window's width after one of ``width`` held ``found`` of ``wanted`` rows.
+
+    Grows at least 2x (so a page takes a logarithmic number of queries) and at
+    most MAX_GROWTH x; in between, by the density seen so far with a margin, so
+    a window rarely holds much more than one page of matching rows.
+    """
+    if found <= 0:
+        return width * MAX_GROWTH
+    return width * min(float(MAX_GROWTH), max(2.0, 1.5 * wanted / found))

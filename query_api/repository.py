@@ -12,12 +12,23 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from query_api.listing import ORDER, ListQuery, store_filter
+from query_api.listing import (
+    FIRST_WINDOW,
+    ORDER,
+    ListQuery,
+    index_for,
+    next_width,
+    parse_timestamp,
+    start_position,
+    store_filter,
+    window_end,
+)
 from servicekit.read_model import ReadModel, active_generation
 from servicekit.store_errors import StoreUnavailable, guarded
-from servicekit.store_types import StoreClient
+from servicekit.store_types import StoreClient, StoreCollection
 
 log = logging.getLogger("query_api.repository")
 __all__ = ["Page", "ReadRepository", "StoreUnavailable"]
@@ -56,6 +67,7 @@ class ReadRepository:
         self._lock = threading.Lock()
         self._cached: tuple[float, ReadModel] | None = None
         self._indexed: set[str] = set()
+        self._origins: dict[str, datetime] = {}
 
     def read_model(self) -> ReadModel:
         """The active generation; a generation seen for the first time gets its indexes."""
@@ -87,40 +99,88 @@ class ReadRepository:
         return public_status(doc) if doc else None
 
     def list_items(self, query: ListQuery) -> Page:
-        """One page in ORDER; ``last`` is set exactly when more matching items follow."""
+        """One page in ORDER; ``last`` is set exactly when more matching items follow.
 
-        def run() -> Page:
-            items = self.read_model().items
+        Read as a series of window queries (listing.py, docs/query-api.md): each
+        asks for the rows still wanted strictly after the last row so far and
+        before a createdAt bound that grows from where the page starts, the last
+        one unbounded. Each window is a key range after the previous one, so the
+        page is in ORDER and is what one query over the whole range would give.
+        """
+        return self._guard(lambda: self._list(self.read_model(), query))
+
+    def _list(self, model: ReadModel, query: ListQuery) -> Page:
+        items = model.items
+        wanted = query.limit + 1  # +1 tells whether more follow
+        index = index_for(query)
+        position = start_position(query)
+        start = parse_timestamp(position[0]) if position else self._origin(model)
+        now = datetime.now(UTC)
+        width = FIRST_WINDOW
+        docs: list[dict[str, Any]] = []
+        while True:
+            bound = window_end(start, width, now) if start is not None else None
             # singleBatch (negative limit): FerretDB answers it without holding a
             # cursor open, several times faster than a multi-batch find.
-            docs = list(
-                items.find(store_filter(query), PUBLIC_ITEM_FIELDS, limit=-(query.limit + 1)).sort(
-                    list(ORDER)
+            batch = list(
+                items.find(
+                    store_filter(query, position, bound),
+                    PUBLIC_ITEM_FIELDS,
+                    limit=-(wanted - len(docs)),
                 )
+                .sort(list(ORDER))
+                .hint(index)
             )
-            if len(docs) > query.limit:
-                last = docs[query.limit - 1]
-                return Page([public_item(d) for d in docs[: query.limit]], _position(last))
-            if not docs:
-                return Page([], None)
-            # A single batch is capped at 16 MiB: a short page is the end only if
-            # nothing matches after its last item.
-            last = docs[-1]
-            more = items.find_one(store_filter(query, _position(last)), {"_id": 1})
-            return Page([public_item(d) for d in docs], _position(last) if more else None)
+            docs += batch
+            if batch:
+                position = _position(batch[-1])
+            if len(docs) >= wanted or bound is None:
+                break
+            width = next_width(width, wanted, len(docs))
+        if len(docs) > query.limit:
+            last = docs[query.limit - 1]
+            return Page([public_item(d) for d in docs[: query.limit]], _position(last))
+        if not docs:
+            return Page([], None)
+        # A single batch is capped at 16 MiB: a short page is the end only if
+        # nothing matches after its last item.
+        last = docs[-1]
+        more = items.find_one(store_filter(query, _position(last)), {"_id": 1})
+        return Page([public_item(d) for d in docs], _position(last) if more else None)
 
-        return self._guard(run)
+    def _origin(self, model: ReadModel) -> datetime | None:
+        """Where the first page's windows start: at or before the earliest createdAt of the
+        generation, to the second (None while it holds no item). Only a hint: the first
+        window has no lower bound, so an item created earlier still lies in it."""
+        cached = self._origins.get(model.generation)
+        if cached is not None:
+            return cached
+        found = earliest_created(model.items)
+        if found is not None:
+            self._origins[model.generation] = found
+        return found
 
     def explain_list(self, query: ListQuery) -> dict[str, Any]:
-        """The store's plan for the main query of ``list_items`` (for tests and operators)."""
-        return self._guard(
-            lambda: (
-                self.read_model()
-                .items.find(store_filter(query), PUBLIC_ITEM_FIELDS, limit=-(query.limit + 1))
+        """The store's plan for the first window query of ``list_items`` (tests, operators)."""
+
+        def run() -> dict[str, Any]:
+            model = self.read_model()
+            position = start_position(query)
+            start = parse_timestamp(position[0]) if position else self._origin(model)
+            now = datetime.now(UTC)
+            bound = window_end(start, FIRST_WINDOW, now) if start is not None else None
+            return dict(
+                model.items.find(
+                    store_filter(query, position, bound),
+                    PUBLIC_ITEM_FIELDS,
+                    limit=-(query.limit + 1),
+                )
                 .sort(list(ORDER))
+                .hint(index_for(query))
                 .explain()
             )
-        )
+
+        return self._guard(run)
 
     def positions(self) -> dict[int, int]:
         """The projector's next offset per partition in the active generation."""
@@ -130,6 +190,27 @@ class ReadRepository:
     @staticmethod
     def _guard(fn: Callable[[], T]) -> T:
         return guarded(fn, refusal_is_outage=True)
+
+
+def earliest_created(items: StoreCollection, steps: int = 64) -> datetime | None:
+    """The earliest createdAt in ``items`` (None if empty), without a sort over the collection.
+
+    Starts from the first row the store finds and asks for any row created
+    before it until none is left: the store finds rows in physical order, which
+    follows creation closely (the projector and a rebuild insert items in log
+    order), so this takes a few cheap queries. Past ``steps`` of them it sorts.
+    """
+    doc = items.find_one({}, {"createdAt": 1})
+    for _ in range(steps):
+        if doc is None:
+            break
+        earlier = items.find_one({"createdAt": {"$lt": doc["createdAt"]}}, {"createdAt": 1})
+        if earlier is None:
+            return parse_timestamp(str(doc["createdAt"]))
+        doc = earlier
+    else:
+        doc = items.find_one({}, {"createdAt": 1}, sort=[ORDER[0]])
+    return parse_timestamp(str(doc["createdAt"])) if doc is not None else None
 
 
 def _position(doc: dict[str, Any]) -> tuple[str, str]:
