@@ -3,20 +3,30 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from domain.rules import timestamp
 from query_api.cursor import Cursor
 from query_api.listing import (
+    CLOCK_SKEW,
     FILTER_FIELDS,
+    FIRST_WINDOW,
+    MAX_GROWTH,
     ListQuery,
     after_position,
+    index_for,
+    next_width,
     parameter_errors,
+    parse_timestamp,
     store_filter,
+    window_end,
 )
+from servicekit.read_model import LIST_FILTER_INDEXES, LIST_INDEXES
 
 ID = str(uuid.UUID(int=9))
 AT = "2026-11-25T09:00:00.000Z"
@@ -71,3 +81,43 @@ def test_unknown_and_repeated_parameters_are_named() -> None:
         {"field": "status", "message": "given more than once"},
     ]
     assert parameter_errors([("tag", "a"), ("cursor", "c"), ("limit", "1")]) == []
+
+
+def test_a_window_bounds_createdat_above_and_keeps_the_keyset_range() -> None:
+    query = ListQuery({"status": "open"}, 10, Cursor(AT, ID, "0" * 16))
+    bound = "2026-11-25T09:00:04.000Z"
+    assert store_filter(query, before=bound) == {
+        "status": "open",
+        "createdAt": {"$gte": AT, "$lt": bound},
+        "$or": [{"createdAt": {"$gt": AT}}, {"_id": {"$gt": ID}}],
+    }
+    assert store_filter(ListQuery(), before=bound) == {"createdAt": {"$lt": bound}}
+
+
+def test_a_window_ends_in_the_read_models_format_or_not_at_all_past_the_clock() -> None:
+    start = parse_timestamp(AT)
+    assert start is not None
+    now = start + timedelta(hours=1)
+    assert window_end(start, FIRST_WINDOW, now) == "2026-11-25T09:00:04.000Z"
+    assert window_end(start, timedelta(hours=1) + CLOCK_SKEW, now) == timestamp(now + CLOCK_SKEW)
+    assert (
+        window_end(start, timedelta(hours=1) + CLOCK_SKEW + timedelta(milliseconds=1), now) is None
+    )
+    assert window_end(start, timedelta.max, now) is None
+    assert parse_timestamp("not a time") is None
+    assert parse_timestamp("2026-11-25T09:00:00") is None  # no zone: not one of ours
+
+
+@given(st.integers(1, 201), st.integers(0, 201))
+def test_windows_grow_at_least_twice_and_at_most_max_growth(wanted: int, found: int) -> None:
+    width = timedelta(seconds=4)
+    grown = next_width(width, wanted, min(found, wanted - 1))
+    assert 2 * width <= grown <= MAX_GROWTH * width
+
+
+def test_every_query_reads_a_fixed_index() -> None:
+    assert index_for(ListQuery()) == "list_order"
+    assert index_for(ListQuery({"tag": "ops"})) == "list_order"
+    assert index_for(ListQuery({"tag": "ops", "priority": "low"})) == "list_priority"
+    assert index_for(ListQuery({"status": "open", "assignee": "ana"})) == "list_assignee"
+    assert set(LIST_FILTER_INDEXES.values()) < set(LIST_INDEXES)
