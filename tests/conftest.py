@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,13 @@ from pymongo import MongoClient
 from servicekit.settings import CommonSettings
 from servicekit.store_types import StoreClient
 from tests.support import services
+from tests.support.auth import TRUSTED
 from tests.support.command_api import own_topics
+
+# Every service a test starts (process or in-process app) verifies bearer tokens with the test
+# key pair (tests/support/auth.py); own_topics() adds the audience and the issuer it checks.
+os.environ["AUTH_JWKS_FILE"] = str(TRUSTED.jwks)
+os.environ["AUTH_DISABLED"] = "false"
 
 
 @pytest.fixture(scope="session")

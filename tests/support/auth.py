@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import base64
+import functools
 import json
 import shutil
 import tempfile
@@ -31,7 +32,17 @@ atexit.register(shutil.rmtree, _DIR, True)
 TRUSTED: DevKeys = write_key_pair(_DIR / "trusted")
 UNTRUSTED: DevKeys = write_key_pair(_DIR / "untrusted")
 
-__all__ = ["ADMIN", "ALL_SCOPES", "READ", "WRITE", "auth_env", "bearer", "refused_tokens", "token"]
+__all__ = [
+    "ADMIN",
+    "ALL_SCOPES",
+    "READ",
+    "WRITE",
+    "auth_env",
+    "bearer",
+    "operator_headers",
+    "refused_tokens",
+    "token",
+]
 
 
 def auth_env() -> dict[str, str]:
@@ -66,6 +77,18 @@ def token(
 
 def bearer(sub: str, *scopes: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token(sub, *scopes)}"}
+
+
+@functools.cache
+def operator_headers() -> dict[str, str]:
+    """An operator's headers (admin scope), for /metrics and /readyz."""
+    return bearer("operator", ADMIN)
+
+
+@functools.cache
+def caller_headers(sub: str) -> dict[str, str]:
+    """A caller with every scope: what tests that are not about authorization send."""
+    return bearer(sub, *ALL_SCOPES)
 
 
 def _b64(data: dict[str, Any]) -> str:

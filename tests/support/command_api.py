@@ -17,6 +17,7 @@ from confluent_kafka.admin import AdminClient
 from infra.topics import ensure_topics, topic_specs
 from servicekit.settings import CommonSettings
 from tests.support import services
+from tests.support.auth import auth_env, caller_headers, operator_headers
 
 CLUSTER_BOOTSTRAP = "localhost:19092,localhost:19094,localhost:19096"
 KAFKA_SH = services.REPO / "infra" / "kafka.sh"
@@ -49,7 +50,8 @@ class CommandApi:
         wanted = name + (
             "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}" if labels else ""
         )
-        for line in httpx.get(f"{self.url}/metrics", timeout=5).text.splitlines():
+        page = httpx.get(f"{self.url}/metrics", headers=operator_headers(), timeout=5)
+        for line in page.text.splitlines():
             if line.startswith("#"):
                 continue
             series, _, value = line.rpartition(" ")
@@ -67,10 +69,16 @@ def _normalise(series: str) -> str:
 
 
 def _headers(named: dict[str, str]) -> dict[str, str]:
-    """Keyword names to header names: idempotency_key -> Idempotency-Key, x_client_id -> X-..."""
+    """Keyword names to header names: idempotency_key -> Idempotency-Key, x_client_id -> X-...
+
+    Without an ``authorization`` keyword the request carries a token whose sub is the
+    ``x_client_id`` given (else 'anonymous'): the caller a test names is the one that writes.
+    """
     out = {}
     for name, value in named.items():
         out["-".join(part.capitalize() for part in name.split("_"))] = value
+    if "Authorization" not in out:
+        out.update(caller_headers(named.get("x_client_id", "anonymous")))
     return out
 
 
@@ -94,7 +102,7 @@ def running_command_api(
 
 def ready(url: str) -> bool:
     with contextlib.suppress(httpx.HTTPError):
-        return httpx.get(f"{url}/readyz", timeout=5).status_code == 200
+        return httpx.get(f"{url}/readyz", headers=operator_headers(), timeout=5).status_code == 200
     return False
 
 
@@ -158,7 +166,10 @@ def own_topics(
     On the test cluster pass REPLICATION_FACTOR=3, MIN_INSYNC_REPLICAS=2.
     """
     suffix = uuid.uuid4().hex[:10]
+    # The services verify tokens from tests/support/auth.py, unless the caller brings its own keys.
+    auth = {} if any(name.startswith("AUTH_") for name in config) else auth_env()
     env = {
+        **auth,
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "MONGODB_URI": mongodb_uri,
         "MONGODB_DATABASE": f"test_{suffix}",

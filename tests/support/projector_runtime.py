@@ -17,6 +17,7 @@ from projector.settings import ProjectorSettings
 from servicekit.read_model import active_read_model
 from servicekit.store_types import StoreDatabase
 from tests.support import services
+from tests.support.auth import operator_headers
 from tests.support.waiting import wait_until
 
 
@@ -119,7 +120,7 @@ def base_url(proc: services.ServiceProcess) -> str:
 
 def metric_values(url: str, name: str) -> dict[str, float]:
     """Samples of one metric from a /metrics page, keyed by their label text ('' for none)."""
-    text = httpx.get(f"{url}/metrics", timeout=5).text
+    text = httpx.get(f"{url}/metrics", headers=operator_headers(), timeout=5).text
     out: dict[str, float] = {}
     for match in re.finditer(rf"^{re.escape(name)}(\{{[^}}]*\}})? (\S+)$", text, re.M):
         out[match.group(1) or ""] = float(match.group(2))
@@ -128,7 +129,7 @@ def metric_values(url: str, name: str) -> dict[str, float]:
 
 def readiness(url: str) -> tuple[int, str]:
     try:
-        r = httpx.get(f"{url}/readyz", timeout=5)
+        r = httpx.get(f"{url}/readyz", headers=operator_headers(), timeout=5)
         return r.status_code, r.text
     except httpx.HTTPError as exc:
         return 0, str(exc)

@@ -56,7 +56,17 @@ def b64(data: dict[str, Any]) -> str:
 
 
 def settings(tmp_path: Path, **env: Any) -> AuthSettings:
-    return AuthSettings(_env_file=None, **env)
+    # Every field given: the process environment (tests/conftest.py sets AUTH_*) plays no part.
+    isolated: dict[str, Any] = {
+        "auth_disabled": False,
+        "auth_hs256_secret": None,
+        "auth_public_key_files": "",
+        "auth_jwks_file": None,
+        "auth_audience": None,
+        "auth_issuer": None,
+        **env,
+    }
+    return AuthSettings(_env_file=None, **isolated)
 
 
 @pytest.fixture
