@@ -7,8 +7,10 @@ Exactly-once effect with at-least-once delivery rests on three guards:
   re-sent copy (same commandId) and has no second effect; its recorded
   position moves to the copy (the copy that log compaction keeps), so a
   replay after compaction yields the same documents;
-- statuses are written before items, so an item that shows an effect always
-  has the status of the command that caused it; a copy's status move is
+- statuses (with the Exceptions history records and the Idempotency-Key
+  claims) are written before items, so an item that shows an effect always
+  has the status, the history record and the claim of the command that caused
+  it; a copy's status move is
   written after the items, so a status never points past an effect that a
   crash kept from being written.
 """
@@ -47,6 +49,39 @@ class StoredItem:
 
 
 @dataclass(frozen=True)
+class KeyClaim:
+    """The applied command that first used an Idempotency-Key on a partition.
+
+    Claims are kept per (key hash, partition): the partition's log order decides
+    which command was first, the same in the live model and in every replay
+    (there is no such order across partitions). A claim is visible only to
+    commands after it in the log, so a replay from further back decides an
+    earlier command exactly as the first time.
+    """
+
+    key_hash: str
+    command_id: str
+    position: LogPosition
+
+    @property
+    def id(self) -> str:
+        return claim_id(self.key_hash, self.position.partition)
+
+
+def claim_id(key_hash: str, partition: int) -> str:
+    return f"{key_hash}:{partition}"
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One Exceptions entry of an item, numbered from 1 in the order it was recorded."""
+
+    item_id: str
+    seq: int
+    entry: ExceptionEntry
+
+
+@dataclass(frozen=True)
 class CommandOutcome:
     command_id: str
     action_item_id: str
@@ -63,6 +98,7 @@ class ItemWrite:
 
     stored: StoredItem
     expected_last_offset: int | None
+    before: StoredItem | None = None  # the stored item the write changes (None: a create)
 
 
 @dataclass(frozen=True)
@@ -78,6 +114,8 @@ class BatchPlan:
     outcomes: list[CommandOutcome] = field(default_factory=list)
     moves: list[StatusMove] = field(default_factory=list)
     item_writes: list[ItemWrite] = field(default_factory=list)
+    history: list[HistoryEntry] = field(default_factory=list)
+    key_claims: list[KeyClaim] = field(default_factory=list)
     duplicates: list[CommandRecord] = field(default_factory=list)
     already_applied: list[CommandRecord] = field(default_factory=list)
     decided_before: list[CommandRecord] = field(default_factory=list)
@@ -88,16 +126,19 @@ def plan_batch(
     records: Iterable[CommandRecord],
     stored: Mapping[str, StoredItem],
     known_positions: Mapping[str, LogPosition],
+    claims: Mapping[str, KeyClaim] | None = None,
 ) -> BatchPlan:
     """Decide every record in log order against the stored state, chaining in-batch effects.
 
     ``stored`` holds the current documents of the items the batch touches;
     ``known_positions`` the log position of every command of the batch whose
-    status is already stored.
+    status is already stored; ``claims`` the stored Idempotency-Key claims
+    (by ``claim_id``) of the keys its commands carry.
     """
     plan = BatchPlan()
     working: dict[str, StoredItem] = dict(stored)
     seen: dict[str, LogPosition] = dict(known_positions)
+    owners: dict[str, KeyClaim] = dict(claims or {})
     for record in records:
         position, command = record.position, record.command
         plan.next_offsets[position.partition] = max(
@@ -123,7 +164,23 @@ def plan_batch(
         if current is not None and current.last_offset >= position.offset:
             plan.already_applied.append(record)
             continue
-        outcome, new_state = _project(current.state if current else None, record)
+        owner = _key_owner(owners, record)
+        outcome, new_state = _project(current.state if current else None, record, owner)
+        key = command.idempotency_key_hash
+        if key is not None and outcome.status == "applied" and owner is None:
+            claim = KeyClaim(key, command.command_id, position)
+            if claim.id not in owners:
+                owners[claim.id] = claim
+                plan.key_claims.append(claim)
+        if (
+            outcome.exception is not None
+            and new_state is not None
+            and current is not None
+            and new_state.exception_count > current.state.exception_count
+        ):
+            plan.history.append(
+                HistoryEntry(command.action_item_id, new_state.exception_count, outcome.exception)
+            )
         if known_positions.get(command.command_id) == position:
             # Its status is stored already (written first, then a crash kept the item write
             # from happening, or moved here by a copy): the stored status stands, deciding
@@ -139,7 +196,7 @@ def plan_batch(
         before = stored.get(item_id)
         if before is None or item.last_offset != before.last_offset:
             plan.item_writes.append(
-                ItemWrite(item, before.last_offset if before is not None else None)
+                ItemWrite(item, before.last_offset if before is not None else None, before)
             )
     return plan
 
@@ -164,15 +221,26 @@ def settled_outcomes(plan: BatchPlan) -> list[CommandOutcome]:
     return settled
 
 
+def _key_owner(owners: Mapping[str, KeyClaim], record: CommandRecord) -> str | None:
+    """Who first used the record's Idempotency-Key on its partition, before it in the log."""
+    key = record.command.idempotency_key_hash
+    if key is None:
+        return None
+    claim = owners.get(claim_id(key, record.position.partition))
+    if claim is None or claim.position.offset > record.position.offset:
+        return None  # none, or one from later in the log (a replay from further back)
+    return claim.command_id
+
+
 def _later(position: LogPosition, than: LogPosition) -> bool:
     return position.partition == than.partition and position.offset > than.offset
 
 
 def _project(
-    state: ActionItem | None, record: CommandRecord
+    state: ActionItem | None, record: CommandRecord, key_owner: str | None
 ) -> tuple[CommandOutcome, ActionItem | None]:
     command, position = record.command, record.position
-    decision = decide(state, command)
+    decision = decide(state, command, key_owner)
     processed_at = timestamp(command.accepted_at)
     if isinstance(decision, Applied):
         outcome = CommandOutcome(

@@ -7,7 +7,7 @@ identical documents.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
@@ -70,9 +70,13 @@ class ActionItem:
     version: int
     created_at: str
     updated_at: str
+    # the most recent INLINE_EXCEPTIONS entries, oldest first; the whole history is kept
+    # beside the item, one record per entry (numbered 1..exception_count)
     exceptions: tuple[ExceptionEntry, ...] = ()
-    # sha256(caller, Idempotency-Key) -> commandId of the applied command that used it
-    idempotency_keys: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    exception_count: int = 0
+
+
+INLINE_EXCEPTIONS = 20
 
 
 @dataclass(frozen=True)
@@ -94,16 +98,24 @@ def timestamp(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def decide(state: ActionItem | None, command: CommandEnvelope) -> Decision:
-    """Apply one command to the current state of its ActionItem, or say why not."""
-    key = command.idempotency_key_hash
-    if state is not None and key is not None:
-        earlier = state.idempotency_keys.get(key)
-        if earlier is not None and earlier != command.command_id:
-            return Rejected(
-                Code.IDEMPOTENCY_KEY_REUSED,
-                f"Idempotency-Key was already used by command {earlier} with a different payload",
-            )
+def decide(
+    state: ActionItem | None, command: CommandEnvelope, key_owner: str | None = None
+) -> Decision:
+    """Apply one command to the current state of its ActionItem, or say why not.
+
+    ``key_owner`` is the commandId of the applied command that first used the
+    command's Idempotency-Key (for the same caller), if any: another command with
+    that key is a reuse, whatever item it is for.
+    """
+    if (
+        command.idempotency_key_hash is not None
+        and key_owner is not None
+        and key_owner != command.command_id
+    ):
+        return Rejected(
+            Code.IDEMPOTENCY_KEY_REUSED,
+            f"Idempotency-Key was already used by command {key_owner} with a different payload",
+        )
     if isinstance(command.payload, CreateActionItem):
         if state is not None:
             return Rejected(
@@ -126,12 +138,6 @@ def decide(state: ActionItem | None, command: CommandEnvelope) -> Decision:
     return Applied(_updated(state, command, changes))
 
 
-def _remember_key(keys: Mapping[str, str], command: CommandEnvelope) -> Mapping[str, str]:
-    if command.idempotency_key_hash is None:
-        return keys
-    return MappingProxyType({**keys, command.idempotency_key_hash: command.command_id})
-
-
 def _created(command: CommandEnvelope, payload: CreateActionItem) -> ActionItem:
     at = timestamp(command.accepted_at)
     return ActionItem(
@@ -146,7 +152,6 @@ def _created(command: CommandEnvelope, payload: CreateActionItem) -> ActionItem:
         version=1,
         created_at=at,
         updated_at=at,
-        idempotency_keys=_remember_key(MappingProxyType({}), command),
     )
 
 
@@ -162,7 +167,6 @@ def _updated(state: ActionItem, command: CommandEnvelope, changes: dict[str, obj
         **fields,  # type: ignore[arg-type]
         version=state.version + 1,
         updated_at=timestamp(command.accepted_at),
-        idempotency_keys=_remember_key(state.idempotency_keys, command),
     )
 
 
@@ -182,12 +186,18 @@ def exception_entry(
 
 
 def with_exception(state: ActionItem, entry: ExceptionEntry) -> ActionItem:
-    """The Exceptions node gets one entry; nothing else on the item changes."""
-    return replace(state, exceptions=(*state.exceptions, entry))
+    """The Exceptions node gets one entry (number ``exception_count`` after it); nothing else
+    on the item changes. Only the latest INLINE_EXCEPTIONS entries stay on the item."""
+    return replace(
+        state,
+        exceptions=(*state.exceptions, entry)[-INLINE_EXCEPTIONS:],
+        exception_count=state.exception_count + 1,
+    )
 
 
 def with_exception_moved(state: ActionItem, command_id: str, position: LogPosition) -> ActionItem:
-    """A re-sent copy of a rejected command: its entry now points at the copy's position.
+    """A re-sent copy of a rejected command: its entry now points at the copy's position
+    (the inline one, if still inline; the history record is moved by the store).
 
     Compaction keeps the latest copy of a key, so recording the latest copy's
     position makes a replay after compaction produce the same entry.

@@ -12,6 +12,13 @@ query API waits on. Within one step the writes are independent (one document
 each), so a step's bulk is split into chunks written concurrently; the next
 step starts only when every chunk of the previous one is done.
 
+Issue 16 adds two inserts to the first step, beside the statuses: the
+Exceptions history records and the Idempotency-Key claims (keyed by what they
+record, so a repeat is a duplicate _id and ignored); an item write is a
+``$set`` of the fields the batch changed, and a move also moves the command's
+history record. No write carries an item's history: one command costs the
+same on an item that has seen a hundred thousand.
+
 Errors leave this module as ours (servicekit/store_errors.py): ``StoreUnavailable``
 (the store did not answer: retry the batch) or ``StoreRejected`` (it answered with
 a refusal).
@@ -29,9 +36,26 @@ from typing import Any
 from pymongo import InsertOne, ReplaceOne, UpdateOne
 from pymongo.errors import BulkWriteError
 
-from domain.planning import BatchPlan, CommandRecord, ItemWrite, StatusMove, StoredItem
+from domain.planning import (
+    BatchPlan,
+    CommandRecord,
+    ItemWrite,
+    KeyClaim,
+    StatusMove,
+    StoredItem,
+    claim_id,
+)
 from domain.rules import LogPosition
-from projector.documents import item_doc, item_from, status_doc
+from projector.documents import (
+    claim_doc,
+    claim_from,
+    history_doc,
+    is_legacy_item,
+    item_changes,
+    item_doc,
+    item_from,
+    status_doc,
+)
 from servicekit.read_model import ReadModel, active_read_model
 from servicekit.store_errors import StoreRejected, StoreUnavailable, guarded
 from servicekit.store_types import StoreClient, StoreCollection, WriteOp
@@ -66,6 +90,14 @@ def status_move_ops(move: StatusMove) -> list[UpdateOne]:
     ]
 
 
+def history_move_op(move: StatusMove) -> UpdateOne:
+    """Point a command's Exceptions history record (if it has one) at a later copy's position."""
+    return UpdateOne(
+        {"_id": move.command_id, "offset": {"$lt": move.position.offset}},
+        {"$set": {"partition": move.position.partition, "offset": move.position.offset}},
+    )
+
+
 def is_id_duplicate(error: dict[str, Any]) -> bool:
     """A duplicate-key write error on ``_id`` (a racing writer), not on another unique index."""
     if error.get("code") != DUPLICATE_KEY:
@@ -83,6 +115,8 @@ class LoadedBatch:
     target: ReadModel
     items: dict[str, StoredItem]  # the stored items the batch touches
     positions: dict[str, LogPosition]  # the stored position of each of its known commands
+    claims: dict[str, KeyClaim] = field(default_factory=dict)  # by claim_id
+    legacy: frozenset[str] = frozenset()  # items stored in the pre-issue-16 shape
 
 
 @dataclass
@@ -128,14 +162,28 @@ class ProjectionStore:
             rm = self.read_model()
             item_ids = list({r.command.action_item_id for r in records})
             command_ids = list({r.command.command_id for r in records})
-            items = {d["_id"]: item_from(d) for d in rm.items.find({"_id": {"$in": item_ids}})}
+            docs = list(rm.items.find({"_id": {"$in": item_ids}}))
+            items = {d["_id"]: item_from(d) for d in docs}
+            legacy = frozenset(d["_id"] for d in docs if is_legacy_item(d))
             positions = {
                 d["_id"]: LogPosition(d["partition"], d["offset"])
                 for d in rm.commands.find(
                     {"_id": {"$in": command_ids}}, {"partition": 1, "offset": 1}
                 )
             }
-            return LoadedBatch(rm, items, positions)
+            claim_ids = list(
+                {
+                    claim_id(r.command.idempotency_key_hash, r.position.partition)
+                    for r in records
+                    if r.command.idempotency_key_hash is not None
+                }
+            )
+            claims = (
+                {d["_id"]: claim_from(d) for d in rm.key_claims.find({"_id": {"$in": claim_ids}})}
+                if claim_ids
+                else {}
+            )
+            return LoadedBatch(rm, items, positions, claims, legacy)
 
         return guarded(load)
 
@@ -143,21 +191,30 @@ class ProjectionStore:
         """Write a plan into the generation it was loaded from, in the order that keeps it
         exactly-once; False when an item's guard found a racing writer (plan again).
         """
-        return guarded(lambda: self._write(loaded.target, plan))
+        return guarded(lambda: self._write(loaded, plan))
 
-    def _write(self, rm: ReadModel, plan: BatchPlan) -> bool:
+    def _write(self, loaded: LoadedBatch, plan: BatchPlan) -> bool:
+        rm = loaded.target
         # every outcome is for a command with no stored status yet (the planner keeps a
-        # stored one), so a plain insert does; a duplicate _id is a racing projector that
-        # wrote the same, deterministic, status first
+        # stored one), so a plain insert does; a duplicate _id is a racing projector (or an
+        # attempt cut short by a crash) that wrote the same, deterministic, status first.
+        # History records and key claims are the same kind of write: deterministic content
+        # under an _id that names what they record.
         statuses = self._bulk(rm.commands, [InsertOne(status_doc(o)) for o in plan.outcomes])
         self._raise_unless_id_duplicates(statuses, "command status")
-        if not self._write_items(rm, plan.item_writes):
+        history = self._bulk(rm.exceptions, [InsertOne(history_doc(h)) for h in plan.history])
+        self._raise_unless_id_duplicates(history, "Exceptions history")
+        claims = self._bulk(rm.key_claims, [InsertOne(claim_doc(c)) for c in plan.key_claims])
+        self._raise_unless_id_duplicates(claims, "Idempotency-Key claim")
+        if not self._write_items(rm, plan.item_writes, loaded.legacy):
             return False
         if plan.moves:
             # after the items: a crash in between leaves the old position, so a redelivered
             # copy is still recognised as a copy and never applied a second time
             moved = self._bulk(rm.commands, [op for m in plan.moves for op in status_move_ops(m)])
             self._raise_unless_id_duplicates(moved, "status move")
+            moved = self._bulk(rm.exceptions, [history_move_op(m) for m in plan.moves])
+            self._raise_unless_id_duplicates(moved, "history move")
         if plan.next_offsets:
             rm.positions.bulk_write(
                 [
@@ -172,23 +229,29 @@ class ProjectionStore:
             )
         return True
 
-    def _write_items(self, rm: ReadModel, writes: list[ItemWrite]) -> bool:
-        """Compare-and-set every item; False when any guard failed (someone else wrote first)."""
+    def _write_items(
+        self, rm: ReadModel, writes: list[ItemWrite], legacy: frozenset[str] = frozenset()
+    ) -> bool:
+        """Compare-and-set every item; False when any guard failed (someone else wrote first).
+
+        A new item is inserted; a stored one gets a ``$set`` of the fields the batch
+        changed (never its history), guarded by its last offset. An item still in the
+        pre-issue-16 shape is replaced whole once (bounded from then on).
+        """
         if not writes:
             return True
         ops: list[Op] = []
         replaces = 0
         for write in writes:
-            doc = item_doc(write.stored)
             if write.expected_last_offset is None:
-                ops.append(InsertOne(doc))
+                ops.append(InsertOne(item_doc(write.stored)))
+                continue
+            replaces += 1
+            guard = {"_id": write.stored.state.id, "_log.lastOffset": write.expected_last_offset}
+            if write.before is None or write.stored.state.id in legacy:
+                ops.append(ReplaceOne(guard, item_doc(write.stored)))
             else:
-                replaces += 1
-                ops.append(
-                    ReplaceOne(
-                        {"_id": doc["_id"], "_log.lastOffset": write.expected_last_offset}, doc
-                    )
-                )
+                ops.append(UpdateOne(guard, {"$set": item_changes(write.before, write.stored)}))
         outcome = self._bulk(rm.items, ops)
         self._raise_unless_id_duplicates(outcome, "item")
         if outcome.errors:

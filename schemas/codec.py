@@ -27,6 +27,16 @@ from domain.commands import (
     Status,
     UpdateActionItem,
 )
+from domain.limits import (
+    ASSIGNEE_MAX,
+    DATE_PATTERN,
+    DESCRIPTION_MAX,
+    TAG_MAX,
+    TAGS_MAX,
+    real_date,
+    trimmed_title,
+    unique,
+)
 
 MAGIC = b"\xc3\x01"
 AVRO_DIR = Path(__file__).parent / "avro"
@@ -244,6 +254,9 @@ def datum_to_envelope(datum: dict[str, Any]) -> CommandEnvelope:
             )
         else:
             raise DecodeError(f"unknown payload type {name}")
+        broken = contract_violations(payload)
+        if broken:
+            raise DecodeError(f"payload breaks the contract's limits: {'; '.join(broken)}")
         accepted_at = datum["acceptedAt"]
         if isinstance(accepted_at, int):
             accepted_at = datetime.fromtimestamp(accepted_at / 1000, tz=UTC)
@@ -264,3 +277,53 @@ def datum_to_envelope(datum: dict[str, Any]) -> CommandEnvelope:
         raise
     except (KeyError, TypeError, ValueError) as exc:
         raise DecodeError(f"command does not have the expected shape: {exc!r}") from exc
+
+
+_NOT_NULLABLE = ("title", "priority", "status", "tags")
+
+
+def contract_violations(payload: CreateActionItem | UpdateActionItem) -> list[str]:
+    """What in a well-formed datum the command API would never have accepted (empty when none).
+
+    Such a record (written by something else, or by an API with a hole) is not
+    applied: the projector dead-letters it like any record it cannot read.
+    """
+    out: list[str] = []
+    values: dict[str, Any]
+    if isinstance(payload, UpdateActionItem):
+        if not payload.fields_set:
+            out.append("an update that sets no field")
+        values = {name: getattr(payload, name) for name in payload.fields_set}
+        out += [
+            f"{name} is null" for name in _NOT_NULLABLE if name in values and values[name] is None
+        ]
+    else:
+        values = {
+            "title": payload.title,
+            "description": payload.description,
+            "assignee": payload.assignee,
+            "dueDate": payload.dueDate,
+            "tags": payload.tags,
+        }
+    checks: dict[str, Any] = {
+        "title": trimmed_title,
+        "dueDate": lambda v: real_date(v) if re.fullmatch(DATE_PATTERN, v) else real_date("x"),
+        "tags": lambda v: unique(list(v)),
+    }
+    for name, value in values.items():
+        if value is None:
+            continue
+        try:
+            if name in checks:
+                checks[name](value)
+        except ValueError as exc:
+            out.append(f"{name}: {exc}")
+        if name == "description" and len(value) > DESCRIPTION_MAX:
+            out.append(f"description longer than {DESCRIPTION_MAX}")
+        if name == "assignee" and not 1 <= len(value) <= ASSIGNEE_MAX:
+            out.append(f"assignee not 1..{ASSIGNEE_MAX} characters")
+        if name == "tags" and (
+            len(value) > TAGS_MAX or any(not 1 <= len(t) <= TAG_MAX for t in value)
+        ):
+            out.append(f"more than {TAGS_MAX} tags or a tag not 1..{TAG_MAX} characters")
+    return out

@@ -1,6 +1,8 @@
 """The expected read model: the pure domain folded over the log, and a comparison with the store.
 
 This oracle shares only ``decide`` and ``with_exception`` with the projector: it
+keeps every Exceptions entry (the history) and the Idempotency-Key owners on
+its own, and it
 walks each partition in offset order, once, without batches, guards or
 retries. Whatever crashes, redeliveries or rebalances the projector went
 through, the store must end up equal to it.
@@ -37,6 +39,15 @@ class ExpectedModel:
     next_offsets: dict[int, int] = field(default_factory=dict)
     undecodable: list[LogRecord] = field(default_factory=list)
     resent_copies: int = 0
+    # every Exceptions entry ever recorded on an item, by commandId (history records)
+    history: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # (key hash, partition) -> the commandId of the first applied command that used it
+    key_owners: dict[tuple[str, int], str] = field(default_factory=dict)
+
+    def history_of(self, item_id: str) -> list[dict[str, Any]]:
+        return sorted(
+            (h for h in self.history.values() if h["itemId"] == item_id), key=lambda h: h["seq"]
+        )
 
     def codes(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -90,14 +101,21 @@ def fold_commands(records: Sequence[CommandRecord]) -> ExpectedModel:
                     position.partition,
                     position.offset,
                 )
+            entry = model.history.get(command.command_id)
+            if entry is not None:
+                entry.update(partition=position.partition, offset=position.offset)
             continue
-        decision = decide(current.state if current else None, command)
+        key = command.idempotency_key_hash
+        owner = model.key_owners.get((key, position.partition)) if key is not None else None
+        decision = decide(current.state if current else None, command, owner)
         at = timestamp(command.accepted_at)
         exception: dict[str, Any] | None = None
         if isinstance(decision, Applied):
             model.items[command.action_item_id] = StoredItem(
                 decision.state, position.partition, position.offset
             )
+            if key is not None:
+                model.key_owners.setdefault((key, position.partition), command.command_id)
         else:
             assert isinstance(decision, Rejected)
             exception = {
@@ -110,11 +128,16 @@ def fold_commands(records: Sequence[CommandRecord]) -> ExpectedModel:
                 "correlationId": command.correlation_id,
             }
             if current is not None:
+                after = with_exception(current.state, exception_entry(command, position, decision))
                 model.items[command.action_item_id] = StoredItem(
-                    with_exception(current.state, exception_entry(command, position, decision)),
-                    position.partition,
-                    position.offset,
+                    after, position.partition, position.offset
                 )
+                model.history[command.command_id] = {
+                    "_id": command.command_id,
+                    "itemId": command.action_item_id,
+                    "seq": after.exception_count,
+                    **exception,
+                }
         model.statuses[command.command_id] = {
             "_id": command.command_id,
             "commandId": command.command_id,
@@ -133,6 +156,7 @@ class StoredModel:
     items: dict[str, dict[str, Any]]
     statuses: dict[str, dict[str, Any]]
     positions: dict[int, int]
+    history: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def processed(self) -> int:
         return sum(self.positions.values())
@@ -144,6 +168,7 @@ def read_stored(db: StoreDatabase, generation: str | None = None) -> StoredModel
         items={d["_id"]: d for d in rm.items.find({})},
         statuses={d["_id"]: d for d in rm.commands.find({})},
         positions={int(d["partition"]): int(d["nextOffset"]) for d in rm.positions.find({})},
+        history={d["_id"]: d for d in rm.exceptions.find({})},
     )
 
 
@@ -185,6 +210,20 @@ def differences(expected: ExpectedModel, stored: StoredModel, limit: int = 5) ->
         out.append(f"{len(wrong_s)} command statuses differ")
         for cid in wrong_s[:limit]:
             out.append(f"  expected {expected.statuses[cid]}\n  stored   {stored.statuses[cid]}")
+    if stored.history != expected.history:
+        missing_h = expected.history.keys() - stored.history.keys()
+        extra_h = stored.history.keys() - expected.history.keys()
+        wrong_h = [
+            c
+            for c in sorted(expected.history.keys() & stored.history.keys())
+            if expected.history[c] != stored.history[c]
+        ]
+        out.append(
+            f"Exceptions history differs: {len(missing_h)} records missing, {len(extra_h)} "
+            f"unexpected, {len(wrong_h)} differ"
+        )
+        for cid in wrong_h[:limit]:
+            out.append(f"  expected {expected.history[cid]}\n  stored   {stored.history[cid]}")
     for partition, offset in sorted(expected.next_offsets.items()):
         if stored.positions.get(partition, 0) < offset:
             out.append(

@@ -12,7 +12,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from domain.planning import CommandRecord, plan_batch, settled_outcomes
 from domain.rules import LogPosition
-from projector.documents import item_doc, status_doc
+from projector.documents import claim_doc, history_doc, item_doc, status_doc
 from schemas.codec import CommandCodec, DecodeError
 from servicekit.read_model import ReadModel, active_generation
 from servicekit.store_types import StoreDatabase
@@ -69,9 +69,16 @@ def expected_model(
         except DecodeError:
             continue
     plan = plan_batch(decoded, {}, {})
+    history = {h.entry.command_id: history_doc(h) for h in plan.history}
+    for move in plan.moves:  # written after the items, as the store does
+        moved = history.get(move.command_id)
+        if moved is not None and moved["offset"] < move.position.offset:
+            moved.update(partition=move.position.partition, offset=move.position.offset)
     return {
         "items": {w.stored.state.id: item_doc(w.stored) for w in plan.item_writes},
         "commands": {o.command_id: status_doc(o) for o in settled_outcomes(plan)},
+        "exceptions": history,
+        "keys": {c.id: claim_doc(c) for c in plan.key_claims},
     }
 
 
@@ -80,6 +87,8 @@ def snapshot(db: StoreDatabase, generation: str | None = None) -> dict[str, dict
     return {
         "items": {d["_id"]: d for d in model.items.find({})},
         "commands": {d["_id"]: d for d in model.commands.find({})},
+        "exceptions": {d["_id"]: d for d in model.exceptions.find({})},
+        "keys": {d["_id"]: d for d in model.key_claims.find({})},
     }
 
 

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from schemas.codec import MAGIC, CommandCodec, DecodeError, crc64_avro, writer_schema
+from schemas.codec import (
+    MAGIC,
+    CommandCodec,
+    DecodeError,
+    crc64_avro,
+    envelope_to_datum,
+    writer_schema,
+)
 from schemas.partitioning import murmur2, partition_for
 from tests.unit.builders import create, update
 
@@ -39,6 +46,35 @@ def test_crc64_avro_matches_the_specification() -> None:
 def test_undecodable_values_say_why(value: bytes | None, reason: str) -> None:
     with pytest.raises(DecodeError, match=reason):
         CommandCodec().decode(value)
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        ({"title": "  "}, "title"),
+        ({"dueDate": "2026-02-30"}, "dueDate"),
+        ({"tags": ["a", "a"]}, "repeat"),
+        ({"assignee": ""}, "assignee"),
+    ],
+)
+def test_a_well_formed_create_the_api_would_refuse_is_undecodable(
+    payload: dict[str, object], reason: str
+) -> None:
+    codec = CommandCodec()
+    datum = envelope_to_datum(create(title="x"))
+    name, body = datum["payload"]
+    datum["payload"] = (name, {**body, **payload})
+    with pytest.raises(DecodeError, match=f"breaks the contract.*{reason}"):
+        codec.decode(codec.encode_datum(datum))
+
+
+def test_an_update_that_nulls_a_field_that_cannot_be_cleared_is_undecodable() -> None:
+    codec = CommandCodec()
+    datum = envelope_to_datum(update(title="x"))
+    name, body = datum["payload"]
+    datum["payload"] = (name, {**body, "title": None})
+    with pytest.raises(DecodeError, match="title is null"):
+        codec.decode(codec.encode_datum(datum))
 
 
 def test_murmur2_matches_kafkas_java_partitioner() -> None:

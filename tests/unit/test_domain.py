@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from domain.commands import Priority, Status
 from domain.rules import (
     ALLOWED_TRANSITIONS,
+    INLINE_EXCEPTIONS,
     ActionItem,
     Applied,
     Code,
@@ -24,6 +25,8 @@ from domain.rules import (
     with_exception_moved,
 )
 from tests.unit.builders import ITEM, CreateFields, UpdateFields, create, update
+
+OTHER_ITEM = "22222222-2222-4222-8222-222222222222"
 
 ALLOWED = {
     (Status.OPEN, Status.IN_PROGRESS),
@@ -136,15 +139,35 @@ def test_if_match_version() -> None:
 
 
 def test_idempotency_key_reused_with_another_payload() -> None:
+    """``key_owner``: the applied command that first used the key (the planner finds it)."""
     state = created(key="k", command_id="c-1")
-    rejected = decide(state, update(key="k", command_id="c-2", title="x"))
+    rejected = decide(state, update(key="k", command_id="c-2", title="x"), "c-1")
     assert isinstance(rejected, Rejected)
     assert rejected.code == Code.IDEMPOTENCY_KEY_REUSED
     # the same command (same commandId) with the same key is not a reuse
-    assert isinstance(decide(state, update(key="k", command_id="c-1", title="x")), Applied)
+    assert isinstance(decide(state, update(key="k", command_id="c-1", title="x"), "c-1"), Applied)
     # and a second create with the reused key is a reuse, not merely ALREADY_EXISTS
-    again = decide(state, create(key="k", command_id="c-3", title="other"))
+    again = decide(state, create(key="k", command_id="c-3", title="other"), "c-1")
     assert isinstance(again, Rejected) and again.code == Code.IDEMPOTENCY_KEY_REUSED
+    # whatever item it is for, even one that does not exist
+    elsewhere = decide(None, update(OTHER_ITEM, key="k", command_id="c-4", title="y"), "c-1")
+    assert isinstance(elsewhere, Rejected) and elsewhere.code == Code.IDEMPOTENCY_KEY_REUSED
+    # a command without a key is never a reuse
+    assert isinstance(decide(state, update(command_id="c-5", title="z"), "c-1"), Applied)
+
+
+def test_the_item_keeps_the_latest_entries_inline_and_counts_them_all() -> None:
+    state = created()
+    commands = [update(expected=99, title=f"x{i}") for i in range(INLINE_EXCEPTIONS + 5)]
+    for offset, command in enumerate(commands, start=1):
+        decision = decide(state, command)
+        assert isinstance(decision, Rejected)
+        state = with_exception(state, exception_entry(command, LogPosition(0, offset), decision))
+    assert state.exception_count == INLINE_EXCEPTIONS + 5
+    assert [e.command_id for e in state.exceptions] == [
+        c.command_id for c in commands[-INLINE_EXCEPTIONS:]
+    ]
+    assert state.version == 1
 
 
 def test_rejection_appends_one_exception_and_changes_nothing_else() -> None:
@@ -153,7 +176,7 @@ def test_rejection_appends_one_exception_and_changes_nothing_else() -> None:
     decision = decide(state, command)
     assert isinstance(decision, Rejected)
     after = with_exception(state, exception_entry(command, LogPosition(2, 41), decision))
-    assert replace(after, exceptions=()) == state
+    assert replace(after, exceptions=(), exception_count=0) == state
     (entry,) = after.exceptions
     assert (entry.command_id, entry.code, entry.partition, entry.offset) == (
         command.command_id,
@@ -193,8 +216,9 @@ def test_a_decision_either_bumps_the_version_by_one_or_changes_nothing(
     else:
         assert decision.code in (Code.VERSION_CONFLICT, Code.INVALID_TRANSITION)
         after = with_exception(state, exception_entry(command, LogPosition(0, 9), decision))
-        assert replace(after, exceptions=state.exceptions) == state
+        assert replace(after, exceptions=state.exceptions, exception_count=0) == state
         assert len(after.exceptions) == len(state.exceptions) + 1
+        assert after.exception_count == state.exception_count + 1
 
 
 def test_a_re_sent_copy_moves_only_its_own_exception_entry() -> None:

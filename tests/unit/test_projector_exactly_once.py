@@ -1,8 +1,11 @@
 """Exactly-once effect of the batch planner under any schedule of batches, crashes and replays.
 
 The store is modelled by its write order (what ``ProjectionStore`` does, no
-transactions): (1) command statuses, (2) items with a compare-and-set on their
-last offset, (3) status moves to a re-sent copy's position. A crash can stop a
+transactions): (1) command statuses, Exceptions history records and
+Idempotency-Key claims (inserts that keep what is there), (2) items: a new one
+inserted, a stored one updated with a ``$set`` of the changed fields under a
+compare-and-set on its last offset (the model keeps documents, so a wrong
+``$set`` shows), (3) status and history moves to a re-sent copy's position. A crash can stop a
 batch after any of these steps; nothing is committed then, so the consumer
 delivers the batch again, possibly cut differently, and sometimes the log is
 replayed from further back (a lost commit, a rebalance, a new consumer group).
@@ -20,7 +23,15 @@ from hypothesis import strategies as st
 from domain.commands import CommandEnvelope, Status
 from domain.planning import CommandRecord, StoredItem, plan_batch
 from domain.rules import LogPosition
-from projector.documents import status_doc
+from projector.documents import (
+    claim_doc,
+    claim_from,
+    history_doc,
+    item_changes,
+    item_doc,
+    item_from,
+    status_doc,
+)
 from schemas.partitioning import partition_for
 from tests.support.projector_model import fold_commands
 from tests.unit.builders import T0, UpdateFields, create, update
@@ -37,14 +48,31 @@ class ModelStore:
     """The store's three write steps on dicts; ``crash_after`` stops a batch part-way."""
 
     def __init__(self) -> None:
-        self.items: dict[str, StoredItem] = {}
+        self.docs: dict[str, dict[str, Any]] = {}
         self.statuses: dict[str, dict[str, Any]] = {}
+        self.history: dict[str, dict[str, Any]] = {}
+        self.claims: dict[str, dict[str, Any]] = {}
+
+    @property
+    def items(self) -> dict[str, StoredItem]:
+        return {item_id: item_from(doc) for item_id, doc in self.docs.items()}
+
+    def key_owners(self) -> dict[tuple[str, int], str]:
+        return {
+            (c.key_hash, c.position.partition): c.command_id
+            for c in map(claim_from, self.claims.values())
+        }
 
     def apply(self, records: list[CommandRecord], crash_after: int | None) -> bool:
         stored = {
-            r.command.action_item_id: self.items[r.command.action_item_id]
+            r.command.action_item_id: item_from(self.docs[r.command.action_item_id])
             for r in records
-            if r.command.action_item_id in self.items
+            if r.command.action_item_id in self.docs
+        }
+        claims = {
+            c.id: c
+            for c in map(claim_from, self.claims.values())
+            if any(r.command.idempotency_key_hash == c.key_hash for r in records)
         }
         known = {
             r.command.command_id: LogPosition(
@@ -54,15 +82,26 @@ class ModelStore:
             for r in records
             if r.command.command_id in self.statuses
         }
-        plan = plan_batch(records, stored, known)
+        plan = plan_batch(records, stored, known, claims)
         for outcome in plan.outcomes:
             self.statuses[outcome.command_id] = status_doc(outcome)
+        for entry in plan.history:
+            self.history.setdefault(entry.entry.command_id, history_doc(entry))
+        for claim in plan.key_claims:
+            self.claims.setdefault(claim.id, claim_doc(claim))
         if crash_after == 1:
             return False
         for write in plan.item_writes:
-            current = self.items.get(write.stored.state.id)
-            assert (current.last_offset if current else None) == write.expected_last_offset
-            self.items[write.stored.state.id] = write.stored
+            item_id = write.stored.state.id
+            current = self.docs.get(item_id)
+            assert (current["_log"]["lastOffset"] if current else None) == (
+                write.expected_last_offset
+            )
+            if current is None:
+                self.docs[item_id] = item_doc(write.stored)
+            else:
+                assert write.before is not None and write.before == item_from(current)
+                current.update(item_changes(write.before, write.stored))
         if crash_after == 2:
             return False
         for move in plan.moves:
@@ -75,6 +114,9 @@ class ModelStore:
                         "partition": move.position.partition,
                         "offset": move.position.offset,
                     }
+            entry = self.history.get(move.command_id)
+            if entry is not None and entry["offset"] < move.position.offset:
+                entry.update(partition=move.position.partition, offset=move.position.offset)
         return crash_after != 3
 
 
@@ -155,6 +197,12 @@ def test_any_schedule_of_batches_crashes_and_replays_gives_the_fold(
     expected = fold_commands(log)
     assert store.items == expected.items
     assert store.statuses == expected.statuses
+    assert store.history == expected.history
+    assert store.key_owners() == expected.key_owners
+    for item_id, item in store.items.items():
+        entries = expected.history_of(item_id)
+        assert item.state.exception_count == len(entries)
+        assert [h["seq"] for h in entries] == list(range(1, len(entries) + 1))
 
 
 @settings(max_examples=100, deadline=None)
@@ -168,3 +216,5 @@ def test_delivered_once_or_five_times_gives_the_same_model(commands: list[Comman
             five.apply(log[i : i + 3], None)
     assert once.items == five.items
     assert once.statuses == five.statuses
+    assert once.history == five.history
+    assert once.claims == five.claims
