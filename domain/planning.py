@@ -4,9 +4,14 @@ Exactly-once effect with at-least-once delivery rests on three guards:
 - an item remembers the offset of the last command that touched it
   (``last_offset``); a redelivered command at or below it is skipped;
 - a command whose status is already stored at another log position is a
-  re-sent copy (same commandId) and has no second effect; its recorded
-  position moves to the copy (the copy that log compaction keeps), so a
-  replay after compaction yields the same documents;
+  re-sent copy (same commandId) and has no second effect: the first copy wins.
+  Every record has a key of its own (``schemas/record_key.py``), so
+  compaction keeps every copy and a replay meets the first one first; the
+  later copy moves nothing. Records written before that scheme
+  (``legacy_key``: key = commandId) keep the old rule, because compaction
+  keeps only their last copy: a later legacy copy moves the command's
+  recorded position (status, Exceptions entry, the item's last offset) to
+  itself, exactly as the live model did when it wrote them;
 - statuses (with the Exceptions history records and the Idempotency-Key
   claims) are written before items, so an item that shows an effect always
   has the status, the history record and the claim of the command that caused
@@ -39,6 +44,9 @@ from domain.rules import (
 class CommandRecord:
     position: LogPosition
     command: CommandEnvelope
+    # Written before issue 20 under the key = commandId (decided from the key at decode time):
+    # a later copy of such a record moves the command's recorded position to itself.
+    legacy_key: bool = False
 
 
 @dataclass(frozen=True)
@@ -148,7 +156,7 @@ def plan_batch(
         current = working.get(command.action_item_id)
         if first != position:
             plan.duplicates.append(record)
-            if _later(position, first):
+            if record.legacy_key and _later(position, first):
                 seen[command.command_id] = position
                 # Even when the first copy was decided in this very batch, its status is
                 # written at the first copy's position and only moved after the items: a

@@ -16,6 +16,7 @@ from projector import metrics
 from projector.health import Health
 from projector.settings import ProjectorSettings
 from schemas.codec import CommandCodec, DecodeError
+from schemas.record_key import is_legacy_key
 
 
 class Watermarks(Protocol):
@@ -114,6 +115,11 @@ def decode_batch(
             bad.append((msg, str(exc)))
             continue
         good.append(
-            CommandRecord(LogPosition(int(msg.partition() or 0), int(msg.offset() or 0)), command)
+            CommandRecord(
+                LogPosition(int(msg.partition() or 0), int(msg.offset() or 0)),
+                command,
+                # the key is never parsed for anything else: only "written before issue 20?"
+                legacy_key=is_legacy_key(msg.key(), command.command_id),
+            )
         )
     return good, bad

@@ -7,10 +7,11 @@ No multi-document transactions (FerretDB has none): every write carries its own
 guard, so a write repeated after a crash or raced by a second projector has no
 second effect. The write order is what the exactly-once argument rests on
 (docs/projector.md): command statuses, then items (compare-and-set on their
-last offset), then status moves to re-sent copies, then the positions the
-query API waits on. Within one step the writes are independent (one document
-each), so a step's bulk is split into chunks written concurrently; the next
-step starts only when every chunk of the previous one is done.
+last offset), then status moves to re-sent copies (legacy-keyed records only,
+see domain/planning.py), then the positions the query API waits on. Within one
+step the writes are independent (one document each), so a step's bulk is split
+into chunks written concurrently; the next step starts only when every chunk of
+the previous one is done.
 
 Issue 16 adds two inserts to the first step, beside the statuses: the
 Exceptions history records and the Idempotency-Key claims (keyed by what they

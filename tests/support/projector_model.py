@@ -27,6 +27,7 @@ from domain.rules import (
 )
 from projector.documents import item_from
 from schemas.codec import CommandCodec, DecodeError
+from schemas.record_key import is_legacy_key
 from servicekit.read_model import ReadModel, active_read_model
 from servicekit.store_types import StoreDatabase
 from tests.support.projector_log import LogRecord
@@ -64,9 +65,12 @@ def fold_log(records: Sequence[LogRecord], codec: CommandCodec | None = None) ->
     undecodable: list[LogRecord] = []
     for record in sorted(records, key=lambda r: (r.partition, r.offset)):
         try:
+            command = codec.decode(record.value)
             decoded.append(
                 CommandRecord(
-                    LogPosition(record.partition, record.offset), codec.decode(record.value)
+                    LogPosition(record.partition, record.offset),
+                    command,
+                    legacy_key=is_legacy_key(record.key, command.command_id),
                 )
             )
         except DecodeError:
@@ -80,8 +84,10 @@ def fold_commands(records: Sequence[CommandRecord]) -> ExpectedModel:
     """Every command once, in log order per partition.
 
     The first copy of a commandId takes effect; a later re-sent copy has no
-    effect but becomes the command's recorded position (status, Exceptions
-    entry and the item's last offset), since that is the copy compaction keeps.
+    effect and changes nothing. Only a copy written before issue 20 (key =
+    commandId, ``legacy_key``) becomes the command's recorded position (status,
+    Exceptions entry and the item's last offset), since compaction keeps only
+    the last of those.
     """
     model = ExpectedModel()
     ordered = sorted(records, key=lambda r: (r.position.partition, r.position.offset))
@@ -92,6 +98,8 @@ def fold_commands(records: Sequence[CommandRecord]) -> ExpectedModel:
         status = model.statuses.get(command.command_id)
         if status is not None:
             model.resent_copies += 1
+            if not record.legacy_key:
+                continue  # the first copy wins and keeps its place
             status.update(partition=position.partition, offset=position.offset)
             if status["exception"] is not None:
                 status["exception"].update(partition=position.partition, offset=position.offset)

@@ -14,6 +14,7 @@ from domain.planning import CommandRecord, plan_batch, settled_outcomes
 from domain.rules import LogPosition
 from projector.documents import claim_doc, history_doc, item_doc, status_doc
 from schemas.codec import CommandCodec, DecodeError
+from schemas.record_key import is_legacy_key
 from servicekit.read_model import ReadModel, active_generation
 from servicekit.store_types import StoreDatabase
 
@@ -63,11 +64,13 @@ def expected_model(
 ) -> dict[str, dict[str, Any]]:
     codec = CommandCodec()
     decoded = []
-    for partition, offset, _key, value in records:
+    for partition, offset, key, value in records:
         try:
-            decoded.append(CommandRecord(LogPosition(partition, offset), codec.decode(value)))
+            command = codec.decode(value)
         except DecodeError:
             continue
+        legacy = is_legacy_key(key, command.command_id)  # written before issue 20
+        decoded.append(CommandRecord(LogPosition(partition, offset), command, legacy_key=legacy))
     plan = plan_batch(decoded, {}, {})
     history = {h.entry.command_id: history_doc(h) for h in plan.history}
     for move in plan.moves:  # written after the items, as the store does

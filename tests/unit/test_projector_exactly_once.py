@@ -5,7 +5,9 @@ transactions): (1) command statuses, Exceptions history records and
 Idempotency-Key claims (inserts that keep what is there), (2) items: a new one
 inserted, a stored one updated with a ``$set`` of the changed fields under a
 compare-and-set on its last offset (the model keeps documents, so a wrong
-``$set`` shows), (3) status and history moves to a re-sent copy's position. A crash can stop a
+``$set`` shows), (3) status and history moves to a re-sent legacy copy's position (records
+written before issue 20, key = commandId; each record of a stream is drawn
+as legacy or not, so logs mixing both schemes are covered). A crash can stop a
 batch after any of these steps; nothing is committed then, so the consumer
 delivers the batch again, possibly cut differently, and sometimes the log is
 replayed from further back (a lost commit, a rebalance, a new consumer group).
@@ -114,14 +116,18 @@ class ModelStore:
                         "partition": move.position.partition,
                         "offset": move.position.offset,
                     }
-            entry = self.history.get(move.command_id)
-            if entry is not None and entry["offset"] < move.position.offset:
-                entry.update(partition=move.position.partition, offset=move.position.offset)
+            record = self.history.get(move.command_id)
+            if record is not None and record["offset"] < move.position.offset:
+                record.update(partition=move.position.partition, offset=move.position.offset)
         return crash_after != 3
 
 
-def command_streams() -> st.SearchStrategy[list[CommandEnvelope]]:
-    """Creates, updates (some illegal, some with a stale If-Match), unknown items, copies."""
+Logged = tuple[CommandEnvelope, bool]  # a command and whether its record has a legacy key
+
+
+def command_streams() -> st.SearchStrategy[list[Logged]]:
+    """Creates, updates (some illegal, some with a stale If-Match), unknown items, copies;
+    each with a legacy (key = commandId) or a per-record key."""
     step = st.one_of(
         st.tuples(st.just("create"), st.sampled_from(ITEMS), st.booleans()),
         st.tuples(
@@ -134,34 +140,36 @@ def command_streams() -> st.SearchStrategy[list[CommandEnvelope]]:
         st.tuples(st.just("copy"), st.integers(0, 50)),
     )
 
-    def build(steps: list[tuple[Any, ...]]) -> list[CommandEnvelope]:
-        out: list[CommandEnvelope] = []
-        for at, s in enumerate(steps):
+    def build(steps: list[tuple[tuple[Any, ...], bool]]) -> list[Logged]:
+        out: list[Logged] = []
+        for at, (s, legacy) in enumerate(steps):
             if s[0] == "create":
-                out.append(create(s[1], at=at, key="k" if s[2] else None))
+                out.append((create(s[1], at=at, key="k" if s[2] else None), legacy))
             elif s[0] == "update":
                 changes: UpdateFields = {"title": f"t{at}"}
                 if s[2] is not None:
                     changes["status"] = s[2]
                 key = "k" if at % 4 else None
-                out.append(update(s[1], at=at, expected=s[3], key=key, **changes))
+                out.append((update(s[1], at=at, expected=s[3], key=key, **changes), legacy))
             elif s[0] == "unknown":
-                out.append(update("44444444-4444-4444-8444-444444444444", at=at, title="x"))
+                out.append(
+                    (update("44444444-4444-4444-8444-444444444444", at=at, title="x"), legacy)
+                )
             elif out:
-                earlier = out[s[1] % len(out)]
-                out.append(replace(earlier, accepted_at=T0.replace(second=at % 60)))
+                earlier = out[s[1] % len(out)][0]
+                out.append((replace(earlier, accepted_at=T0.replace(second=at % 60)), legacy))
         return out
 
-    return st.lists(step, min_size=1, max_size=30).map(build)
+    return st.lists(st.tuples(step, st.booleans()), min_size=1, max_size=30).map(build)
 
 
-def log_of(commands: list[CommandEnvelope]) -> list[CommandRecord]:
+def log_of(commands: list[Logged]) -> list[CommandRecord]:
     """The commands as they land on the log: per-item partitions, offsets in order."""
     next_offset = [0] * PARTITIONS
     out = []
-    for command in commands:
+    for command, legacy in commands:
         p = partition_for(command.action_item_id, PARTITIONS)
-        out.append(CommandRecord(LogPosition(p, next_offset[p]), command))
+        out.append(CommandRecord(LogPosition(p, next_offset[p]), command, legacy_key=legacy))
         next_offset[p] += 1
     return out
 
@@ -177,7 +185,7 @@ def describe(record: CommandRecord) -> str:
 @settings(max_examples=300, deadline=None)
 @given(commands=command_streams(), data=st.data())
 def test_any_schedule_of_batches_crashes_and_replays_gives_the_fold(
-    commands: list[CommandEnvelope], data: st.DataObject
+    commands: list[Logged], data: st.DataObject
 ) -> None:
     log = log_of(commands)
     note("\n".join(describe(r) for r in log))
@@ -207,7 +215,7 @@ def test_any_schedule_of_batches_crashes_and_replays_gives_the_fold(
 
 @settings(max_examples=100, deadline=None)
 @given(commands=command_streams())
-def test_delivered_once_or_five_times_gives_the_same_model(commands: list[CommandEnvelope]) -> None:
+def test_delivered_once_or_five_times_gives_the_same_model(commands: list[Logged]) -> None:
     log = log_of(commands)
     once, five = ModelStore(), ModelStore()
     once.apply(log, None)
