@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from command_api import metrics
@@ -22,16 +22,31 @@ from command_api.requests import CreateActionItemRequest, UpdateActionItemReques
 from command_api.responses import LogUnavailableProblem
 from command_api.routes import write_router
 from command_api.settings import CommandApiSettings
+from servicekit.auth import ADMIN, WRITE, Authenticator, require_scope
+from servicekit.hardening import HttpSettings
 from servicekit.logs import configure_logging
 from servicekit.openapi import install_openapi, problem_responses
 from servicekit.ops_routes import RequestMetrics, install_ops_routes, not_ready
 from servicekit.problems import install_problem_handlers
+from servicekit.protect import (
+    AUTH_RESPONSES,
+    METRICS_ROUTE,
+    RATE_LIMIT_RESPONSES,
+    merged,
+    protect,
+)
+from servicekit.ratelimit import RateLimiter, rate_limited
 from servicekit.settings import load_settings
 
 log = logging.getLogger("command_api")
 
 
-def create_app(settings: CommandApiSettings | None = None) -> FastAPI:
+def create_app(
+    settings: CommandApiSettings | None = None,
+    *,
+    authenticator: Authenticator | None = None,
+    http: HttpSettings | None = None,
+) -> FastAPI:
     settings = settings or load_settings(CommandApiSettings)
     configure_logging("command_api", settings.log_level)
     parts = bootstrap(settings)
@@ -46,16 +61,21 @@ def create_app(settings: CommandApiSettings | None = None) -> FastAPI:
         lifespan=_lifespan(parts),
     )
     install_problem_handlers(app)
+    http = protect(app, "command_api", authenticator=authenticator, http=http)
     install_openapi(app, [CreateActionItemRequest, UpdateActionItemRequest, LogUnavailableProblem])
     app.add_middleware(RequestMetrics, on_response_start=metrics.observe_response)
     app.state.publisher = parts.publisher
+    # Every write: a token with the write scope, then the caller's rate limit.
+    writer = rate_limited(RateLimiter(http.rate_limit_writes), require_scope(WRITE))
     app.include_router(
         write_router(
             parts.service,
             settings.max_body_bytes,
             settings.query_api_base_url,
             settings.retry_after_seconds,
-        )
+        ),
+        dependencies=[Depends(writer)],
+        responses={**AUTH_RESPONSES, **RATE_LIMIT_RESPONSES},
     )
 
     async def log_ready() -> dict[str, str]:
@@ -74,8 +94,10 @@ def create_app(settings: CommandApiSettings | None = None) -> FastAPI:
         app,
         log_ready,
         healthz={"summary": "Alive"},
-        readyz={"summary": "Ready: Kafka answers", "responses": problem_responses(503)},
-        metrics={"summary": "Prometheus metrics"},
+        readyz=merged(
+            {"summary": "Ready: Kafka answers", "responses": problem_responses(503)}, ADMIN
+        ),
+        metrics=merged(METRICS_ROUTE, ADMIN),
     )
     return app
 

@@ -1,4 +1,6 @@
-"""The write requests' headers: who is calling, the idempotency key, correlation, If-Match.
+"""The write requests' headers: the idempotency key, correlation, If-Match, a client label.
+
+Who is calling is the bearer token's sub (servicekit/auth.py), never a header.
 
 Each is optional and single-valued; a malformed or repeated one is a 400 that
 names the header. The patterns here are also what the OpenAPI document states.
@@ -24,13 +26,15 @@ _IF_MATCH_RE = re.compile(r'"([1-9][0-9]{0,17})"|\*')
 _TOKEN_HELP = "1..255 visible ASCII characters"
 HEADER_DOCS: dict[str, str] = {
     "Idempotency-Key": (
-        "A retry with the same key from the same caller gets the same commandId (and, for a "
+        "A retry with the same key from the same caller (the bearer token's sub) gets the same "
+        "commandId (and, for a "
         "create, the same actionItemId) and takes effect at most once. Reusing a key for a "
         f"different body is rejected during processing (IDEMPOTENCY_KEY_REUSED). {_TOKEN_HELP}."
     ),
     "X-Client-Id": (
-        "The caller; idempotency keys are scoped to it. Default 'anonymous'. "
-        f"{_TOKEN_HELP}; recorded in the command (clientId)."
+        "A label the client gives itself, recorded in the command (clientId) for information "
+        "only: it is not authenticated and scopes nothing (the caller is the token's sub). "
+        f"{_TOKEN_HELP}."
     ),
     "X-Correlation-Id": (
         f"Carried in the command and its record headers; generated when absent. {_TOKEN_HELP}."
@@ -44,7 +48,7 @@ HEADER_DOCS: dict[str, str] = {
 
 @dataclass(frozen=True)
 class WriteHeaders:
-    caller: str
+    client_id: str | None
     idempotency_key: str | None
     correlation_id: str
     expected_version: int | None
@@ -89,9 +93,9 @@ def _if_match(headers: Headers, allowed: bool) -> int | None:
 def write_headers(headers: Headers, *, conditional: bool) -> WriteHeaders:
     """The headers of a POST (``conditional=False``) or PATCH, validated."""
     key = _token(headers, "Idempotency-Key")
-    caller = _token(headers, "X-Client-Id") or ANONYMOUS
+    client_id = _token(headers, "X-Client-Id")
     correlation = _token(headers, "X-Correlation-Id") or str(uuid.uuid4())
-    return WriteHeaders(caller, key, correlation, _if_match(headers, conditional))
+    return WriteHeaders(client_id, key, correlation, _if_match(headers, conditional))
 
 
 def header_parameters(*names: str) -> list[dict[str, Any]]:

@@ -25,6 +25,7 @@ from command_api.requests import (
 from command_api.responses import Accepted, write_responses
 from command_api.service import Acceptance, CommandService, Draft, NotConfirmed
 from domain.identity import build_command
+from servicekit.auth import caller_of
 from servicekit.openapi import request_body
 from servicekit.problems import Problem, errors_from_pydantic, validation_problem
 
@@ -69,7 +70,8 @@ def write_router(
         hdrs = write_headers(request.headers, conditional=False)
         data = await read_json_object(request, JSON_TYPES, max_body_bytes)
         body: CreateActionItemRequest = validated(CreateActionItemRequest, data)
-        draft = draft_of(create_payload(body), body.model_dump(mode="json"), None, hdrs)
+        caller = caller_of(request).sub
+        draft = draft_of(create_payload(body), body.model_dump(mode="json"), None, hdrs, caller)
         return await accept(draft, hdrs, response)
 
     @router.patch(
@@ -92,7 +94,8 @@ def write_router(
             raise validation_problem(violations)
         body: UpdateActionItemRequest = validated(UpdateActionItemRequest, data)
         changed = body.model_dump(mode="json", include=body.model_fields_set)
-        draft = draft_of(update_payload(body), changed, str(actionItemId), hdrs)
+        caller = caller_of(request).sub
+        draft = draft_of(update_payload(body), changed, str(actionItemId), hdrs, caller)
         return await accept(draft, hdrs, response)
 
     return router
@@ -110,13 +113,17 @@ def validated(model: type[BaseModel], data: dict[str, Any]) -> Any:
         raise validation_problem(errors) from None
 
 
-def draft_of(payload: Any, body: dict[str, Any], item: str | None, hdrs: WriteHeaders) -> Draft:
+def draft_of(
+    payload: Any, body: dict[str, Any], item: str | None, hdrs: WriteHeaders, caller: str
+) -> Draft:
+    """The command's builder; ``caller`` is the token's sub, which scopes the Idempotency-Key."""
     return partial(
         build_command,
         payload,
         body,
         action_item_id=item,
-        caller=hdrs.caller,
+        caller=caller,
+        client_id=hdrs.client_id,
         idempotency_key=hdrs.idempotency_key,
         expected_version=hdrs.expected_version,
         correlation_id=hdrs.correlation_id,

@@ -57,8 +57,8 @@ def build_command(
 
     ``caller`` is who is writing (the bearer token's sub); it scopes the
     Idempotency-Key and is recorded in the command as ``caller`` (schema v3).
-    ``client_id`` is what the client claimed in X-Client-Id, recorded as clientId
-    for information only; when not given it is the caller.
+    ``client_id`` is what the client claimed in X-Client-Id (None without one),
+    recorded as clientId for information only.
     """
     kind = "create" if action_item_id is None else "update"
     digest = payload_hash(kind, action_item_id, normalized_body, expected_version)
@@ -80,6 +80,6 @@ def build_command(
         payload=payload,
         idempotency_key_hash=khash,
         expected_version=expected_version,
-        client_id=client_id if client_id is not None else caller,
+        client_id=client_id,
         caller=caller,
     )

@@ -46,8 +46,8 @@ svc_port() {
 }
 svc_cmd() {  # sets CMD
     case "$1" in
-        command-api) CMD=("$VENV/bin/uvicorn" command_api.app:app --host 127.0.0.1 --port 8000 --timeout-graceful-shutdown 10) ;;
-        query-api) CMD=("$VENV/bin/uvicorn" query_api.app:app --host 127.0.0.1 --port 8001 --timeout-graceful-shutdown 10) ;;
+        command-api) CMD=("$VENV/bin/uvicorn" command_api.app:app --host 127.0.0.1 --port 8000 --timeout-graceful-shutdown 10 --no-server-header) ;;
+        query-api) CMD=("$VENV/bin/uvicorn" query_api.app:app --host 127.0.0.1 --port 8001 --timeout-graceful-shutdown 10 --no-server-header) ;;
         projector) CMD=("$VENV/bin/projector" run) ;;
     esac
 }

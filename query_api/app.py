@@ -12,9 +12,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Response
+from fastapi import Depends, FastAPI, Response
 from fastapi.concurrency import run_in_threadpool
-from prometheus_client import CONTENT_TYPE_LATEST
 
 from query_api.consistency import ProjectionWatcher
 from query_api.metrics import observe_request
@@ -23,10 +22,13 @@ from query_api.repository import ReadRepository, StoreUnavailable
 from query_api.routes import ok, problems, read_router
 from query_api.service import QueryService
 from query_api.settings import QueryApiSettings
+from servicekit.auth import ADMIN, READ, Authenticator, require_scope
+from servicekit.hardening import HttpSettings
 from servicekit.logs import configure_logging
 from servicekit.openapi import install_openapi
 from servicekit.ops_routes import RequestMetrics, install_ops_routes
 from servicekit.problems import install_problem_handlers
+from servicekit.protect import AUTH_RESPONSES, merged, protect
 from servicekit.settings import load_settings
 from servicekit.store_client import store_client
 from servicekit.store_types import StoreClient
@@ -49,7 +51,7 @@ METRICS_DOCS: dict[str, Any] = {
     "responses": {
         200: {
             "description": "Prometheus text format",
-            "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
+            "content": {"text/plain": {"schema": {"type": "string"}}},
         }
     },
     "description": "Prometheus text format, with `query_api_request_seconds` per route.",
@@ -57,7 +59,11 @@ METRICS_DOCS: dict[str, Any] = {
 
 
 def create_app(
-    settings: QueryApiSettings | None = None, client: StoreClient | None = None
+    settings: QueryApiSettings | None = None,
+    client: StoreClient | None = None,
+    *,
+    authenticator: Authenticator | None = None,
+    http: HttpSettings | None = None,
 ) -> FastAPI:
     settings = settings or load_settings(QueryApiSettings)
     configure_logging("query_api", settings.log_level)
@@ -93,11 +99,21 @@ def create_app(
         lifespan=lifespan,
     )
     install_problem_handlers(app)
+    protect(app, "query_api", authenticator=authenticator, http=http)
     install_openapi(app, [])
     app.add_middleware(RequestMetrics, on_complete=observe_request)
-    app.include_router(read_router(service))
+    # Every read: a token with the read scope.
+    app.include_router(
+        read_router(service),
+        dependencies=[Depends(require_scope(READ))],
+        responses=AUTH_RESPONSES,
+    )
     install_ops_routes(
-        app, service.ready, healthz=HEALTHZ_DOCS, readyz=READYZ_DOCS, metrics=METRICS_DOCS
+        app,
+        service.ready,
+        healthz=HEALTHZ_DOCS,
+        readyz=merged(READYZ_DOCS, ADMIN),
+        metrics=merged(METRICS_DOCS, ADMIN),
     )
     return app
 

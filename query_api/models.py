@@ -31,6 +31,10 @@ class ExceptionEntry(_Closed):
     occurredAt: Timestamp
     partition: int = Field(ge=0)
     offset: int = Field(ge=0)
+    correlationId: str | None = Field(
+        description="The X-Correlation-Id of the request that sent the command (null in entries "
+        "recorded before it was kept)",
+    )
 
 
 class ActionItem(_Closed):

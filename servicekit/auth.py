@@ -379,6 +379,14 @@ def authenticate(request: Request, credentials: HTTPAuthorizationCredentials | N
         raise unauthorized(True) from None
 
 
+def caller_of(request: Request) -> Caller:
+    """The caller ``require_scope`` authenticated for this request (a route-level dependency)."""
+    caller = getattr(request.state, "caller", None)
+    if not isinstance(caller, Caller):
+        raise RuntimeError("no require_scope dependency ran for this route")
+    return caller
+
+
 def require_scope(scope: str) -> Callable[..., Awaitable[Caller]]:
     """A FastAPI dependency: the caller of a token that grants ``scope``, else 401/403."""
 

@@ -69,7 +69,7 @@ class HttpSettings(BaseSettings):
 
     cors_allow_origins: str = Field(default="", max_length=4000)
     # Per caller (token sub), command API writes only; `limits` syntax.
-    rate_limit_writes: str = Field(default="50/second;1000/minute", min_length=1)
+    rate_limit_writes: str = Field(default="500/second", min_length=1)
 
     @field_validator("cors_allow_origins")
     @classmethod

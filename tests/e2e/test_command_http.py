@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.auth import caller_headers, operator_headers
 from tests.support.command_api import CommandApi, own_topics, running_command_api
 from tests.support.command_log import read_records
 
@@ -104,7 +105,7 @@ def test_every_bad_input_is_a_counted_4xx_problem_and_writes_nothing(api: Comman
         s: api.metric("command_api_requests_rejected_total", status=str(s))
         for s in {case[4] for case in BAD}
     }
-    with httpx.Client(base_url=api.url, timeout=15) as client:
+    with httpx.Client(headers=caller_headers("anonymous"), base_url=api.url, timeout=15) as client:
         for method, path, headers, body, status, field in BAD:
             answer = client.request(method, path, headers=headers, content=body)
             case = f"{method} {path} {headers} {body[:60]!r}"
@@ -123,7 +124,9 @@ def test_every_bad_input_is_a_counted_4xx_problem_and_writes_nothing(api: Comman
 
 
 def test_the_body_limit_is_64_kib_declared_or_chunked(api: CommandApi) -> None:
-    with httpx.Client(base_url=api.url, timeout=15, headers=JSON) as client:
+    with httpx.Client(
+        base_url=api.url, timeout=15, headers={**JSON, **caller_headers("anonymous")}
+    ) as client:
         exact = client.post("/action-items", content=padded(LIMIT))
         assert exact.status_code == 202, exact.text
         over = client.post("/action-items", content=padded(LIMIT + 1))
@@ -143,9 +146,9 @@ def test_the_body_limit_is_64_kib_declared_or_chunked(api: CommandApi) -> None:
 
 def test_health_readiness_and_metrics(api: CommandApi) -> None:
     assert httpx.get(f"{api.url}/healthz").json() == {"status": "ok"}
-    assert httpx.get(f"{api.url}/readyz").status_code == 200
+    assert httpx.get(f"{api.url}/readyz", headers=operator_headers()).status_code == 200
     assert api.post({"title": "counted"}).status_code == 202
-    text = httpx.get(f"{api.url}/metrics").text
+    text = httpx.get(f"{api.url}/metrics", headers=operator_headers()).text
     for name in (
         "command_api_commands_accepted_total",
         "command_api_requests_rejected_total",

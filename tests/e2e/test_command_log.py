@@ -30,6 +30,7 @@ from domain.identity import key_hash, payload_hash
 from schemas.codec import writer_schema
 from schemas.partitioning import partition_for
 from servicekit.consistency import ConsistencyToken
+from tests.support.auth import caller_headers
 from tests.support.command_api import CommandApi, own_topics, running_command_api
 from tests.support.command_log import by_command, read_records
 from tests.support.log_record import LogRecord
@@ -153,7 +154,7 @@ def test_an_accepted_command_is_on_the_log_exactly_as_sent(api: CommandApi) -> N
         ),
         idempotency_key_hash=None,
         expected_version=1,
-        client_id="anonymous",
+        client_id=None,
         caller="anonymous",
     )
     assert update.accepted_at >= command.accepted_at
@@ -165,7 +166,9 @@ def test_per_item_order_on_the_log_with_interleaved_updates(api: CommandApi) -> 
     async def run() -> dict[str, list[tuple[str, str, ConsistencyToken]]]:
         sent: dict[str, list[tuple[str, str, ConsistencyToken]]] = {}
         limits = httpx.Limits(max_connections=30)
-        async with httpx.AsyncClient(base_url=api.url, timeout=20, limits=limits) as client:
+        async with httpx.AsyncClient(
+            headers=caller_headers("anonymous"), base_url=api.url, timeout=20, limits=limits
+        ) as client:
 
             async def one_item(n: int) -> None:
                 corr = f"item{n}-create"
@@ -220,7 +223,9 @@ def test_concurrent_updates_of_one_item_are_logged_in_acceptance_order(api: Comm
     item = created.json()["actionItemId"]
 
     async def run() -> list[str]:
-        async with httpx.AsyncClient(base_url=api.url, timeout=20) as client:
+        async with httpx.AsyncClient(
+            headers=caller_headers("anonymous"), base_url=api.url, timeout=20
+        ) as client:
             answers = await asyncio.gather(
                 *(client.patch(f"/action-items/{item}", json={"title": f"t{i}"}) for i in range(20))
             )

@@ -30,6 +30,7 @@ import pytest
 from servicekit.read_model import active_read_model
 from servicekit.store_types import StoreClient
 from tests.support import services
+from tests.support.auth import operator_headers
 from tests.support.command_api import (
     Cluster,
     CommandApi,
@@ -156,7 +157,7 @@ def test_cluster_down_is_503_within_the_bound_and_back_is_202(outage: Outage) ->
     assert warm.status_code == 202, warm.text
 
     outage.cluster.stop()
-    readiness = httpx.get(f"{outage.api.url}/readyz", timeout=10)
+    readiness = httpx.get(f"{outage.api.url}/readyz", headers=operator_headers(), timeout=10)
     assert readiness.status_code == 503
     assert readiness.headers["content-type"] == "application/problem+json"
     assert readiness.json()["down"] == ["kafka"]

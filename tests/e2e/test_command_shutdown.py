@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.auth import caller_headers
 from tests.support.command_api import CommandApi, own_topics, start_command_api
 from tests.support.command_log import read_records
 
@@ -39,7 +40,7 @@ async def writer(url: str, name: str, stop: asyncio.Event, out: list[Outcome]) -
         corr = f"{name}-{n}"
         started = time.monotonic()
         try:
-            async with httpx.AsyncClient(timeout=20) as client:
+            async with httpx.AsyncClient(headers=caller_headers("anonymous"), timeout=20) as client:
                 answer = await client.post(
                     f"{url}/action-items",
                     json={"title": corr},

@@ -7,6 +7,7 @@ import httpx
 from schemas.codec import MAGIC, CommandCodec
 from servicekit.store_types import StoreClient
 from tests.conftest import RunningSystem
+from tests.support.auth import caller_headers
 from tests.support.projector_log import produce_raw, read_log, read_topic_messages
 from tests.support.projector_model import differences, fold_log, read_stored
 from tests.support.projector_runtime import metric_values, readiness
@@ -17,7 +18,9 @@ def test_garbage_lands_in_the_dlq_with_reason_and_position_and_later_commands_ap
     system: RunningSystem, mongo: StoreClient
 ) -> None:
     settings = system.stack.settings
-    commands = httpx.Client(base_url=system.command_url, timeout=10)
+    commands = httpx.Client(
+        headers=caller_headers("anonymous"), base_url=system.command_url, timeout=10
+    )
     first = commands.post("/action-items", json={"title": "before"}).json()
     valid = CommandCodec().encode(create())
     garbage = [
@@ -36,7 +39,9 @@ def test_garbage_lands_in_the_dlq_with_reason_and_position_and_later_commands_ap
         )
     after = [commands.post("/action-items", json={"title": f"after {i}"}).json() for i in range(6)]
 
-    queries = httpx.Client(base_url=system.query_url, timeout=10)
+    queries = httpx.Client(
+        headers=caller_headers("anonymous"), base_url=system.query_url, timeout=10
+    )
     for accepted in [first, *after]:
         read = queries.get(
             f"/action-items/{accepted['actionItemId']}",

@@ -22,6 +22,7 @@ from confluent_kafka import Consumer, TopicPartition
 from servicekit.store_types import StoreClient
 from tests.conftest import Stack
 from tests.support import services
+from tests.support.auth import caller_headers
 from tests.support.projector_log import high_watermarks, read_log
 from tests.support.projector_model import differences, fold_log, read_stored
 from tests.support.projector_runtime import (
@@ -47,7 +48,9 @@ class Writers:
     def run(self) -> None:
         rng = random.Random(5)
         items: list[str] = []
-        with httpx.Client(base_url=self.url, timeout=10) as client:
+        with httpx.Client(
+            headers=caller_headers("anonymous"), base_url=self.url, timeout=10
+        ) as client:
             for i in itertools.count():
                 if self.stop.wait(0.01):
                     return
@@ -193,7 +196,9 @@ def test_store_down_10_s_and_hung_under_load(
     )
     assert differences(expected, read_stored(db)) == []
     assert {a["commandId"] for a in writers.accepted} <= set(expected.statuses)
-    with httpx.Client(base_url=query_url, timeout=10) as client:
+    with httpx.Client(
+        headers=caller_headers("anonymous"), base_url=query_url, timeout=10
+    ) as client:
         for accepted in writers.accepted[-20:]:
             status = client.get(f"/commands/{accepted['commandId']}")
             assert status.status_code == 200, status.text

@@ -18,6 +18,7 @@ from domain.commands import CommandEnvelope, CreateActionItem
 from servicekit.consistency import ConsistencyToken
 from servicekit.store_types import StoreClient
 from tests.conftest import RunningSystem
+from tests.support.auth import caller_headers
 from tests.support.projector_log import produce_one, read_log
 from tests.support.projector_model import differences, fold_log, read_stored
 from tests.support.projector_runtime import metric_values, wait_until
@@ -44,8 +45,12 @@ def test_each_rejection_code_lands_in_the_exceptions_node(
     system: RunningSystem, mongo: StoreClient
 ) -> None:
     settings = system.stack.settings
-    commands = httpx.Client(base_url=system.command_url, timeout=10)
-    queries = httpx.Client(base_url=system.query_url, timeout=10)
+    commands = httpx.Client(
+        headers=caller_headers("anonymous"), base_url=system.command_url, timeout=10
+    )
+    queries = httpx.Client(
+        headers=caller_headers("anonymous"), base_url=system.query_url, timeout=10
+    )
 
     created = write(
         commands, "POST", "/action-items", {"title": "first"}, **{"Idempotency-Key": "k1"}

@@ -16,13 +16,14 @@ import pytest
 
 from tests.conftest import RunningSystem
 from tests.support import services
+from tests.support.auth import caller_headers
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
 def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=15) as client:
+    with httpx.Client(headers=caller_headers("anonymous"), timeout=15) as client:
         yield client
 
 

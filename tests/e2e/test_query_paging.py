@@ -15,6 +15,7 @@ import pytest
 
 from domain.commands import Priority, Status
 from tests.conftest import RunningSystem
+from tests.support.auth import caller_headers
 from tests.support.query_traffic import Model, Updater, latest_tokens, send_all
 
 pytestmark = pytest.mark.e2e
@@ -94,7 +95,7 @@ def assert_exactly_once_in_order(items: list[dict[str, Any]], expected: set[str]
 
 def test_paging_while_items_change_then_every_filter_is_exact(system: RunningSystem) -> None:
     model, tokens = write_items(system)
-    with httpx.Client(timeout=30) as http:
+    with httpx.Client(headers=caller_headers("anonymous"), timeout=30) as http:
         wait_for(http, system, tokens)
         initial_versions = {i: s["version"] for i, s in model.items.items()}
 

@@ -39,6 +39,7 @@ from servicekit.read_model import active_read_model
 from servicekit.store_types import StoreClient
 from tests.conftest import Stack
 from tests.support import services
+from tests.support.auth import caller_headers
 from tests.support.query_data import seed, varied_items
 
 pytestmark = pytest.mark.e2e
@@ -156,7 +157,7 @@ def test_generated_requests_find_no_server_error_and_match_the_schema(seeded: Se
         )
     ]
     sent: list[int] = []
-    with httpx.Client(timeout=10) as probe:
+    with httpx.Client(headers=caller_headers("anonymous"), timeout=10) as probe:
         assert probe.get(f"{query_url}/readyz").status_code == 200
 
     @settings(

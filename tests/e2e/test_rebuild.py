@@ -22,6 +22,7 @@ from schemas.codec import CommandCodec
 from servicekit.read_model import active_generation
 from servicekit.store_types import StoreClient
 from tests.conftest import RunningSystem, Stack
+from tests.support.auth import caller_headers
 from tests.support.rebuild_oracle import (
     expected_model,
     read_log,
@@ -91,7 +92,9 @@ def test_rebuild_while_writers_write_and_readers_read(
     accepted: list[str] = []
 
     def reader() -> None:
-        with httpx.Client(base_url=system.query_url, timeout=10) as client:
+        with httpx.Client(
+            headers=caller_headers("anonymous"), base_url=system.query_url, timeout=10
+        ) as client:
             while not stop.is_set():
                 reads.append(client.get(f"/action-items/{probe_id}").status_code)
                 time.sleep(0.01)

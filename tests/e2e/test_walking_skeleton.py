@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 
 from tests.conftest import RunningSystem
+from tests.support.auth import caller_headers
 
 
 def test_create_is_on_the_log_projected_and_readable(system: RunningSystem) -> None:
@@ -15,7 +16,9 @@ def test_create_is_on_the_log_projected_and_readable(system: RunningSystem) -> N
         "dueDate": "2026-12-31",
         "tags": ["ops", "docs"],
     }
-    created = httpx.post(f"{system.command_url}/action-items", json=body, timeout=10)
+    created = httpx.post(
+        f"{system.command_url}/action-items", json=body, headers=caller_headers("w"), timeout=10
+    )
     assert created.status_code == 202, created.text
     accepted = created.json()
     assert accepted["status"] == "accepted"
@@ -23,7 +26,7 @@ def test_create_is_on_the_log_projected_and_readable(system: RunningSystem) -> N
 
     read = httpx.get(
         f"{system.query_url}/action-items/{accepted['actionItemId']}",
-        headers={"Consistency-Token": accepted["consistencyToken"]},
+        headers={**caller_headers("r"), "Consistency-Token": accepted["consistencyToken"]},
         timeout=10,
     )
     assert read.status_code == 200, read.text
@@ -44,7 +47,11 @@ def test_create_is_on_the_log_projected_and_readable(system: RunningSystem) -> N
         "exceptions": [],
     }
 
-    status = httpx.get(f"{system.query_url}/commands/{accepted['commandId']}", timeout=10)
+    status = httpx.get(
+        f"{system.query_url}/commands/{accepted['commandId']}",
+        headers=caller_headers("r"),
+        timeout=10,
+    )
     assert status.status_code == 200
     assert status.json()["status"] == "applied"
     assert status.json()["actionItemId"] == accepted["actionItemId"]

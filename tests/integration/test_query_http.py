@@ -24,6 +24,7 @@ from query_api.settings import QueryApiSettings
 from servicekit.consistency import ConsistencyToken
 from servicekit.read_model import active_read_model
 from servicekit.store_types import StoreClient
+from tests.support.auth import caller_headers
 from tests.support.query_data import CommandLog, document, item, listening_client, seed
 from tests.support.services import free_port
 from tests.support.waiting import wait_until
@@ -51,7 +52,10 @@ def api(mongodb_uri: str, mongo: StoreClient) -> Iterator[Api]:
     settings = QueryApiSettings(
         mongodb_uri=mongodb_uri, mongodb_database=db_name, consistency_wait_seconds=0.5
     )
-    with TestClient(create_app(settings, listening_client(mongodb_uri, log))) as http:
+    with TestClient(
+        create_app(settings, listening_client(mongodb_uri, log)),
+        headers=caller_headers("anonymous"),
+    ) as http:
         yield Api(http, log, db_name)
     mongo.drop_database(db_name)
 
@@ -87,7 +91,7 @@ def test_an_item_is_its_public_document_with_the_version_as_etag(
         "version", "createdAt", "updatedAt", "exceptions",
     }  # fmt: skip
     assert set(response.json()["exceptions"][0]) == {
-        "commandId", "code", "message", "occurredAt", "partition", "offset",
+        "commandId", "code", "message", "occurredAt", "partition", "offset", "correlationId",
     }  # fmt: skip
 
 
@@ -121,6 +125,7 @@ def test_a_command_status_is_its_public_document(api: Api, mongo: StoreClient) -
         "occurredAt": "2026-11-25T09:00:00.000Z",
         "partition": 2,
         "offset": 41,
+        "correlationId": "corr-41",
     }
     active_read_model(mongo[api.db_name]).commands.insert_one(
         {
@@ -265,7 +270,7 @@ def test_latency_histogram_per_route_template(api: Api) -> None:
 def test_store_down_gives_503_problems_and_readyz_names_the_store() -> None:
     uri = f"mongodb://127.0.0.1:{free_port()}"  # nothing listens there
     settings = QueryApiSettings(mongodb_uri=uri, mongodb_database="unused", mongodb_timeout_ms=300)
-    with TestClient(create_app(settings)) as http:
+    with TestClient(create_app(settings), headers=caller_headers("anonymous")) as http:
         assert http.get("/healthz").status_code == 200
         body = assert_problem(http.get("/readyz"), 503)
         assert body["down"] == ["store"]
@@ -319,7 +324,10 @@ def test_waiters_are_woken_when_the_projector_reaches_their_position(
     state = item()
     log = CommandLog()
     try:
-        with TestClient(create_app(settings, listening_client(mongodb_uri, log))) as http:
+        with TestClient(
+            create_app(settings, listening_client(mongodb_uri, log)),
+            headers=caller_headers("anonymous"),
+        ) as http:
             token = {"Consistency-Token": ConsistencyToken(str(uuid.uuid4()), 1, 41).encode()}
             started = time.monotonic()
             with ThreadPoolExecutor(max_workers=8) as pool:

@@ -19,7 +19,9 @@ ITEM_FIELDS = {
     "version", "createdAt", "updatedAt", "exceptions",
 }  # fmt: skip
 NULLABLE_ITEM_FIELDS = {"description", "assignee", "dueDate"}
-EXCEPTION_FIELDS = {"commandId", "code", "message", "occurredAt", "partition", "offset"}
+EXCEPTION_FIELDS = {
+    "commandId", "code", "message", "occurredAt", "partition", "offset", "correlationId",
+}  # fmt: skip
 STATUS_FIELDS = {"commandId", "actionItemId", "status", "exception", "processedAt"}
 PRIORITIES = ["low", "normal", "high", "urgent"]
 STATUSES = ["open", "in_progress", "done", "cancelled"]
@@ -73,10 +75,10 @@ def test_the_list_and_command_status_schemas(spec: dict[str, Any]) -> None:
 @pytest.mark.parametrize(
     ("path", "statuses"),
     [
-        ("/action-items/{actionItemId}", {"400", "404", "422", "503"}),
-        ("/action-items", {"400", "422", "503"}),
-        ("/commands/{commandId}", {"400", "404", "422", "503"}),
-        ("/readyz", {"503"}),
+        ("/action-items/{actionItemId}", {"400", "401", "403", "404", "422", "503"}),
+        ("/action-items", {"400", "401", "403", "422", "503"}),
+        ("/commands/{commandId}", {"400", "401", "403", "404", "422", "503"}),
+        ("/readyz", {"401", "403", "503"}),
     ],
 )
 def test_errors_are_problem_json_and_503_says_retry_after(

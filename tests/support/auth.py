@@ -51,6 +51,8 @@ def auth_env() -> dict[str, str]:
         "AUTH_AUDIENCE": AUDIENCE,
         "AUTH_ISSUER": ISSUER,
         "AUTH_DISABLED": "false",
+        # Tests send many writes as one caller; the rate limit is tested on its own.
+        "RATE_LIMIT_WRITES": "1000000/second",
     }
 
 

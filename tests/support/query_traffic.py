@@ -14,13 +14,16 @@ import httpx
 from domain.commands import Priority, Status
 from domain.rules import ALLOWED_TRANSITIONS
 from servicekit.consistency import ConsistencyToken
+from tests.support.auth import caller_headers
 
 
 async def _send_all(
     base_url: str, requests: Sequence[tuple[str, str, dict[str, Any]]], concurrency: int
 ) -> list[dict[str, Any]]:
     limiter = asyncio.Semaphore(concurrency)
-    async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+    async with httpx.AsyncClient(
+        headers=caller_headers("anonymous"), base_url=base_url, timeout=30
+    ) as client:
 
         async def one(method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
             async with limiter:
@@ -106,7 +109,9 @@ class Updater:
     def _run(self) -> None:
         ids = sorted(self._model.items)
         try:
-            with httpx.Client(base_url=self._url, timeout=30) as client:
+            with httpx.Client(
+                headers=caller_headers("anonymous"), base_url=self._url, timeout=30
+            ) as client:
                 while not self._stop.is_set():
                     self._patch_one(client, self._rng.choice(ids))
         except BaseException as exc:  # reported to the test thread

@@ -17,6 +17,7 @@ from schemas.codec import CommandCodec, DecodeError
 from schemas.record_key import is_legacy_key
 from servicekit.read_model import ReadModel, active_generation
 from servicekit.store_types import StoreDatabase
+from tests.support.auth import caller_headers
 
 
 def read_log(
@@ -123,7 +124,9 @@ def send_mixed_commands(command_url: str, items: int, updates: int, seed: int = 
     """Creates, then updates with every kind of outcome; returns the accepted commandIds."""
     accepted: list[str] = []
     ids: list[str] = []
-    with httpx.Client(base_url=command_url, timeout=30) as client:
+    with httpx.Client(
+        headers=caller_headers("anonymous"), base_url=command_url, timeout=30
+    ) as client:
 
         def post(i: int) -> dict[str, Any]:
             body = {

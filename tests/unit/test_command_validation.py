@@ -92,7 +92,7 @@ def headers(*pairs: tuple[str, str]) -> Headers:
 
 def test_write_headers_defaults() -> None:
     parsed = write_headers(headers(), conditional=True)
-    assert parsed.caller == ANONYMOUS
+    assert parsed.client_id is None  # a label only: the caller is the token's sub
     assert parsed.idempotency_key is None
     assert parsed.expected_version is None
     assert len(parsed.correlation_id) == 36
@@ -258,7 +258,7 @@ def test_ids_are_deterministic_per_caller_key_and_payload() -> None:
     assert other_caller.command_id != a.command_id
     assert other_caller.action_item_id != a.action_item_id
     assert a.idempotency_key_hash == key_hash("c", "k")
-    assert a.client_id == "c"
+    assert (a.caller, a.client_id) == ("c", None)
     unkeyed = draft(key=None), draft(key=None)
     assert unkeyed[0].command_id != unkeyed[1].command_id
 
