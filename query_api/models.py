@@ -49,11 +49,22 @@ class ActionItem(_Closed):
     version: int = Field(ge=1)
     createdAt: Timestamp
     updatedAt: Timestamp
-    exceptions: list[ExceptionEntry] = Field(description="oldest first")
+    exceptions: list[ExceptionEntry] = Field(
+        description="the 20 most recent entries, oldest first; "
+        "GET /action-items/{actionItemId}/exceptions has them all"
+    )
+    exceptionCount: int = Field(ge=0, description="every entry ever recorded on the item")
 
 
 class ActionItemPage(_Closed):
     items: list[ActionItem]
+    nextCursor: str | None = Field(
+        description="pass as `cursor` to get the next page; null on the last page"
+    )
+
+
+class ExceptionPage(_Closed):
+    items: list[ExceptionEntry] = Field(description="oldest first (log order)")
     nextCursor: str | None = Field(
         description="pass as `cursor` to get the next page; null on the last page"
     )

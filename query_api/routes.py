@@ -14,10 +14,12 @@ from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from domain.commands import Priority, Status
+from query_api import history as exception_history
 from query_api.conditional import etag, none_match_hits
 from query_api.cursor import BadCursor, Cursor, filters_digest
+from query_api.history import BadHistoryCursor, ExceptionHistory, HistoryCursor
 from query_api.listing import DEFAULT_LIMIT, MAX_LIMIT, ListQuery, parameter_errors
-from query_api.models import ActionItem, ActionItemPage, CommandStatus
+from query_api.models import ActionItem, ActionItemPage, CommandStatus, ExceptionPage
 from query_api.service import QueryService
 from servicekit.openapi import problem_responses
 from servicekit.problems import Problem, validation_problem
@@ -32,6 +34,7 @@ TokenHeader = Annotated[
 ]
 RETRY_AFTER = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
 ETAG = {"ETag": {"description": 'the item\'s version, quoted: "3"', "schema": {"type": "string"}}}
+PAGE_ETAG = {"ETag": {"description": "a tag of this page's content", "schema": {"type": "string"}}}
 
 
 def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -47,9 +50,10 @@ def ok(model: type, headers: dict[str, Any] | None = None) -> dict[int | str, di
 
 
 def read_router(service: QueryService) -> APIRouter:
-    """GET /action-items/{actionItemId}, /commands/{commandId} and /action-items."""
+    """GET /action-items/{actionItemId}, .../exceptions, /commands/{commandId}, /action-items."""
     router = APIRouter()
     _item_routes(router, service)
+    _history_route(router, service, ExceptionHistory(service.repository))
     _list_route(router, service)
     return router
 
@@ -98,6 +102,58 @@ def _item_routes(router: APIRouter, service: QueryService) -> None:
                 404, "Not Found", f"command {commandId} is not processed yet (or does not exist)"
             )
         return JSONResponse(found)
+
+
+def _history_route(router: APIRouter, service: QueryService, history: ExceptionHistory) -> None:
+    @router.get(
+        "/action-items/{actionItemId}/exceptions",
+        response_class=JSONResponse,
+        responses={
+            **ok(ExceptionPage, PAGE_ETAG),
+            304: {
+                "description": "Not Modified: If-None-Match names this page's current tag",
+                "headers": PAGE_ETAG,
+            },
+            **problems(400, 404, 422, 503),
+        },
+    )
+    async def get_exceptions(
+        actionItemId: Annotated[uuid.UUID, Path()],
+        limit: Annotated[
+            int, Query(ge=1, le=exception_history.MAX_LIMIT)
+        ] = exception_history.DEFAULT_LIMIT,
+        cursor: Annotated[
+            str | None,
+            Query(description="nextCursor of the previous page (opaque); 400 if malformed"),
+        ] = None,
+        consistency_token: TokenHeader = None,
+        if_none_match: Annotated[str | None, Header(alias="If-None-Match")] = None,
+    ) -> Response:
+        """The ActionItem's whole Exceptions history, oldest first (log order), keyset-paged.
+
+        Entries recorded while a client pages come after the ones it has seen, so
+        paging never skips or repeats one. 404 for an unknown item.
+        """
+        item_id = str(actionItemId)
+        after = 0
+        if cursor is not None:
+            try:
+                after = HistoryCursor.decode(cursor, item_id).after
+            except BadHistoryCursor as exc:
+                raise Problem(
+                    400,
+                    "Bad Request",
+                    f"{exc}; pass nextCursor from a previous page of this item's exceptions",
+                    errors=[{"field": "cursor", "message": str(exc)}],
+                ) from None
+        await service.wait_for(consistency_token)
+        page = await service.read(history.page, item_id, after, limit)
+        if page is None:
+            raise Problem(404, "Not Found", f"no ActionItem {actionItemId}")
+        tag = page.etag(item_id)
+        if none_match_hits(if_none_match, tag):
+            return Response(status_code=304, headers={"ETag": tag})
+        return JSONResponse(page.body(item_id), headers={"ETag": tag})
 
 
 def _list_route(router: APIRouter, service: QueryService) -> None:

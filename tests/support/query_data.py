@@ -62,7 +62,7 @@ def item(
             ExceptionEntry(str(uuid.uuid4()), Code.INVALID_TRANSITION, "no", at, 0, n)
             for n in range(exceptions)
         ),
-        idempotency_keys={"k" * 64: str(uuid.uuid4())},
+        exception_count=exceptions,
     )
 
 
