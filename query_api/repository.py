@@ -32,6 +32,8 @@ from servicekit.store_types import StoreClient, StoreCollection
 
 log = logging.getLogger("query_api.repository")
 __all__ = ["Page", "ReadRepository", "StoreUnavailable"]
+# How long the first page's window origin is trusted before one query rechecks it.
+ORIGIN_RECHECK_SECONDS = 10.0
 PUBLIC_ITEM_FIELDS = {"_log": 0, "_idem": 0}
 T = TypeVar("T")
 
@@ -67,7 +69,8 @@ class ReadRepository:
         self._lock = threading.Lock()
         self._cached: tuple[float, ReadModel] | None = None
         self._indexed: set[str] = set()
-        self._origins: dict[str, datetime] = {}
+        # generation -> (when checked, earliest createdAt)
+        self._origins: dict[str, tuple[float, str]] = {}
 
     def read_model(self) -> ReadModel:
         """The active generation; a generation seen for the first time gets its indexes."""
@@ -149,16 +152,18 @@ class ReadRepository:
         return Page([public_item(d) for d in docs], _position(last) if more else None)
 
     def _origin(self, model: ReadModel) -> datetime | None:
-        """Where the first page's windows start: at or before the earliest createdAt of the
-        generation, to the second (None while it holds no item). Only a hint: the first
-        window has no lower bound, so an item created earlier still lies in it."""
+        """Where the first page's windows start: the earliest createdAt of the generation
+        (None while it holds no item), rechecked every ORIGIN_RECHECK_SECONDS with one query
+        for anything earlier. Only a hint: the first window has no lower bound, so an item
+        created earlier than a stale origin is still listed (a wrong origin costs time)."""
+        now = time.monotonic()
         cached = self._origins.get(model.generation)
-        if cached is not None:
-            return cached
-        found = earliest_created(model.items)
+        if cached is not None and now - cached[0] < ORIGIN_RECHECK_SECONDS:
+            return parse_timestamp(cached[1])
+        found = earliest_created(model.items, cached[1] if cached else None)
         if found is not None:
-            self._origins[model.generation] = found
-        return found
+            self._origins[model.generation] = (now, found)
+        return parse_timestamp(found) if found is not None else None
 
     def explain_list(self, query: ListQuery) -> dict[str, Any]:
         """The store's plan for the first window query of ``list_items`` (tests, operators)."""
@@ -192,25 +197,31 @@ class ReadRepository:
         return guarded(fn, refusal_is_outage=True)
 
 
-def earliest_created(items: StoreCollection, steps: int = 64) -> datetime | None:
-    """The earliest createdAt in ``items`` (None if empty), without a sort over the collection.
+def earliest_created(
+    items: StoreCollection, known: str | None = None, steps: int = 64
+) -> str | None:
+    """The earliest createdAt in ``items`` (None if empty), without a sort of the collection.
 
-    Starts from the first row the store finds and asks for any row created
-    before it until none is left: the store finds rows in physical order, which
-    follows creation closely (the projector and a rebuild insert items in log
-    order), so this takes a few cheap queries. Past ``steps`` of them it sorts.
+    Starts from ``known`` (a createdAt found earlier) or else from the first row
+    the store finds, and asks for any row created before it until none is left.
+    Each step costs the rows before the current one, and the store finds rows in
+    physical order, which follows creation closely (the projector and a rebuild
+    insert items in log order): a few cheap queries, one when nothing changed.
+    Past ``steps`` of them it sorts.
     """
-    doc = items.find_one({}, {"createdAt": 1})
-    for _ in range(steps):
+    current = known
+    if current is None:
+        doc = items.find_one({}, {"createdAt": 1})
         if doc is None:
-            break
-        earlier = items.find_one({"createdAt": {"$lt": doc["createdAt"]}}, {"createdAt": 1})
+            return None
+        current = str(doc["createdAt"])
+    for _ in range(steps):
+        earlier = items.find_one({"createdAt": {"$lt": current}}, {"createdAt": 1})
         if earlier is None:
-            return parse_timestamp(str(doc["createdAt"]))
-        doc = earlier
-    else:
-        doc = items.find_one({}, {"createdAt": 1}, sort=[ORDER[0]])
-    return parse_timestamp(str(doc["createdAt"])) if doc is not None else None
+            return current
+        current = str(earlier["createdAt"])
+    doc = items.find_one({}, {"createdAt": 1}, sort=[ORDER[0]])
+    return str(doc["createdAt"]) if doc is not None else None
 
 
 def _position(doc: dict[str, Any]) -> tuple[str, str]:
