@@ -10,19 +10,22 @@ import sys
 import threading
 import time
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 
 from domain.commands import CommandEnvelope, CreateActionItem
 from schemas.codec import CommandCodec
+from schemas.partitioning import partition_for
+from schemas.record_key import COMMAND_ID_HEADER, record_key
 from servicekit.read_model import active_generation
 from servicekit.store_types import StoreClient
 from tests.conftest import RunningSystem, Stack
 from tests.support.auth import caller_headers
+from tests.support.compaction import compact_now, compare_models
 from tests.support.rebuild_oracle import (
     expected_model,
     read_log,
@@ -122,76 +125,73 @@ def test_rebuild_while_writers_write_and_readers_read(
 def test_rebuild_after_real_log_compaction_is_identical(
     system: RunningSystem, mongo: StoreClient, kafka_bootstrap: str
 ) -> None:
+    """Re-sent copies as writers' retries leave them since issue 20 (the command drafted
+    again, under a record key of its own, with later commands of its item in between) and
+    copies written before it (key = commandId); then the log cleaner runs for real."""
     topic = system.stack.settings.commands_topic
+    partitions = system.stack.settings.commands_partitions
     send_mixed_commands(system.command_url, items=30, updates=60, seed=21)
-    # re-sent copies, as a writer's retry produces them: the same record again, before any
-    # later command of its item (here: copies of each chosen item's latest command)
     records = read_log(kafka_bootstrap, topic)
     codec = CommandCodec()
-    latest = {codec.decode(value).action_item_id: (p, key, value) for p, _o, key, value in records}
     producer = Producer(
         {"bootstrap.servers": kafka_bootstrap, "acks": "all", "enable.idempotence": True}
     )
-    for partition, key, value in random.Random(3).sample(sorted(latest.values()), 25):
-        producer.produce(topic, key=key, value=value, partition=partition)
+    for partition, _o, _key, value in random.Random(3).sample(records, 25):
+        command = codec.decode(value)
+        retry = replace(
+            command,
+            accepted_at=datetime.now(UTC).replace(microsecond=0),
+            correlation_id=f"retry-{uuid.uuid4()}",
+        )
+        producer.produce(
+            topic,
+            key=record_key(command.command_id),
+            value=codec.encode(retry),
+            partition=partition,
+            headers=[(COMMAND_ID_HEADER, command.command_id.encode())],
+        )
+    legacy = [roll_command() for _ in range(10)]
+    for command in legacy:
+        for _copy in range(2):
+            producer.produce(
+                topic,
+                key=command.command_id,
+                value=codec.encode(command),
+                partition=partition_for(command.action_item_id, partitions),
+            )
     assert producer.flush(10) == 0
-    assert len(read_log(kafka_bootstrap, topic)) == len(records) + 25
+    written = read_log(kafka_bootstrap, topic)
+    assert len(written) == len(records) + 25 + 20
+    legacy_ids = {c.command_id for c in legacy}
+    legacy_first = {
+        min((p, o) for p, o, k, _v in written if k == command_id.encode())
+        for command_id in legacy_ids
+    }
     live = settle(system, mongo)
 
-    # now make the cleaner run for real
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
-    configs = {
-        "segment.ms": "100",
-        "min.cleanable.dirty.ratio": "0.01",
-        "min.compaction.lag.ms": "0",
-        "delete.retention.ms": "100",
-    }
-    resource = ConfigResource(
-        ConfigResource.Type.TOPIC,
-        topic,
-        incremental_configs=[
-            ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
-            for k, v in configs.items()
-        ],
-    )
-    admin.incremental_alter_configs([resource])[resource].result(30)
-    # the active segment is never cleaned: roll it with more writes after segment.ms
-    deadline = time.monotonic() + 90
-    while True:
-        time.sleep(0.5)
-        for partition in range(system.stack.settings.commands_partitions):
-            roll = roll_command()
-            producer.produce(
-                topic, key=roll.command_id, value=codec.encode(roll), partition=partition
-            )
-        producer.flush(10)
-        keys = [key for _p, _o, key, _v in read_log(kafka_bootstrap, topic)]
-        if len(keys) == len(set(keys)):
-            break
-        assert time.monotonic() < deadline, "the log cleaner did not compact within 90 s"
-    compacted = read_log(kafka_bootstrap, topic)
-    gaps = {
-        p: max(o for q, o, _k, _v in compacted if q == p)
-        + 1
-        - sum(1 for r in compacted if r[0] == p)
-        for p in {r[0] for r in compacted}
-    }
-    assert sum(gaps.values()) >= 25, f"the cleaner removed too little: {gaps}"
-    live = settle(system, mongo)  # now with the roll commands too
+    compaction = compact_now(kafka_bootstrap, topic, partitions)
+    # the cleaner removed exactly the first copies of the legacy pairs: every copy written
+    # under a key of its own is still there
+    assert set(compaction.removed_from_before()) == legacy_first
+    live_after = settle(system, mongo)  # now with the helper's markers and rolls too
     db = mongo[system.stack.settings.mongodb_database]
     result_of(run_rebuild(system.stack))
-    assert snapshot(db) == live
+    rebuilt = snapshot(db)
+    helper_ids = compaction.helper_item_ids() | compaction.helper_command_ids()
+    compared = compare_models(live, rebuilt, extra_allowed=helper_ids)
+    assert compared.differences == [], compared.differences[:5]
+    assert rebuilt == live_after
 
 
 def roll_command() -> CommandEnvelope:
-    """A real create (its own item): writes that roll the segments so the cleaner can run."""
+    """A real create of its own item (written twice under key = commandId: a legacy pair)."""
     return CommandEnvelope(
         command_id=str(uuid.uuid4()),
         action_item_id=str(uuid.uuid4()),
         accepted_at=datetime.now(UTC).replace(microsecond=0),
-        correlation_id="segment-roll",
+        correlation_id="legacy-pair",
         payload_hash="roll",
-        payload=CreateActionItem(title="segment roll"),
+        payload=CreateActionItem(title="written before issue 20"),
     )
 
 
