@@ -31,7 +31,7 @@ def apply_batch(store: BatchStore, records: Sequence[CommandRecord]) -> BatchPla
     """Load -> plan -> write; re-planned from fresh state while a guard sees a racing writer."""
     for _ in range(MAX_CONFLICT_RETRIES):
         loaded = store.load(records)
-        plan = plan_batch(records, loaded.items, loaded.positions)
+        plan = plan_batch(records, loaded.items, loaded.positions, loaded.claims)
         if store.write(plan, loaded):
             return plan
     raise WriteConflict(f"batch still conflicting after {MAX_CONFLICT_RETRIES} attempts")

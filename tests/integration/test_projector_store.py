@@ -14,7 +14,7 @@ from domain.rules import LogPosition
 from projector.apply import apply_batch
 from projector.store import ProjectionStore, StoreRejected, StoreUnavailable
 from schemas.partitioning import partition_for
-from servicekit.read_model import ReadModel, active_read_model
+from servicekit.read_model import active_read_model
 from servicekit.store_types import StoreClient
 from tests.support.projector_log import CommandMix
 from tests.support.projector_model import differences, fold_commands, read_stored
@@ -62,7 +62,7 @@ def test_a_crash_between_the_status_and_the_item_writes_is_repaired(
     apply_batch(store, log[:100])
     real = ProjectionStore._write_items
 
-    def crash(self: ProjectionStore, rm: ReadModel, writes: list[object]) -> bool:
+    def crash(self: ProjectionStore, *_: object) -> bool:
         raise StoreUnavailable("connection lost after the statuses were written")
 
     monkeypatch.setattr(ProjectionStore, "_write_items", crash)

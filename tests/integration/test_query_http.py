@@ -88,7 +88,7 @@ def test_an_item_is_its_public_document_with_the_version_as_etag(
     }
     assert set(response.json()) == {
         "id", "title", "description", "assignee", "priority", "dueDate", "tags", "status",
-        "version", "createdAt", "updatedAt", "exceptions",
+        "version", "createdAt", "updatedAt", "exceptions", "exceptionCount",
     }  # fmt: skip
     assert set(response.json()["exceptions"][0]) == {
         "commandId", "code", "message", "occurredAt", "partition", "offset", "correlationId",

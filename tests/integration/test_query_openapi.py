@@ -13,10 +13,10 @@ import pytest
 from query_api.app import create_app
 from query_api.settings import QueryApiSettings
 
-# contract.md, "GET /action-items/{id}" and "GET /commands/{commandId}"
+# contract.md, "GET /action-items/{id}", ".../exceptions" and "GET /commands/{commandId}"
 ITEM_FIELDS = {
     "id", "title", "description", "assignee", "priority", "dueDate", "tags", "status",
-    "version", "createdAt", "updatedAt", "exceptions",
+    "version", "createdAt", "updatedAt", "exceptions", "exceptionCount",
 }  # fmt: skip
 NULLABLE_ITEM_FIELDS = {"description", "assignee", "dueDate"}
 EXCEPTION_FIELDS = {
@@ -72,10 +72,27 @@ def test_the_list_and_command_status_schemas(spec: dict[str, Any]) -> None:
     assert is_nullable(status["properties"]["exception"])
 
 
+def test_the_exceptions_history_schema_and_parameters(spec: dict[str, Any]) -> None:
+    path = "/action-items/{actionItemId}/exceptions"
+    page = body_schema(spec, path, "200", "application/json")
+    assert set(page["properties"]) == set(page["required"]) == {"items", "nextCursor"}
+    entry = resolve(spec, page["properties"]["items"]["items"])
+    assert set(entry["properties"]) == EXCEPTION_FIELDS
+    assert is_nullable(page["properties"]["nextCursor"])
+    params = {p["name"]: p for p in spec["paths"][path]["get"]["parameters"]}
+    assert {n for n, p in params.items() if p["in"] == "query"} == {"limit", "cursor"}
+    limit = params["limit"]["schema"]
+    assert (limit["minimum"], limit["maximum"], limit["default"]) == (1, 200, 50)
+
+
 @pytest.mark.parametrize(
     ("path", "statuses"),
     [
         ("/action-items/{actionItemId}", {"400", "401", "403", "404", "422", "503"}),
+        (
+            "/action-items/{actionItemId}/exceptions",
+            {"400", "401", "403", "404", "422", "503"},
+        ),
         ("/action-items", {"400", "401", "403", "422", "503"}),
         ("/commands/{commandId}", {"400", "401", "403", "404", "422", "503"}),
         ("/readyz", {"401", "403", "503"}),
@@ -94,14 +111,20 @@ def test_errors_are_problem_json_and_503_says_retry_after(
 
 
 def test_headers_etag_304_and_the_consistency_token(spec: dict[str, Any]) -> None:
-    item = spec["paths"]["/action-items/{actionItemId}"]["get"]
-    assert "ETag" in item["responses"]["200"]["headers"]
-    assert "ETag" in item["responses"]["304"]["headers"]
-    assert "content" not in item["responses"]["304"]
-    for path in ("/action-items/{actionItemId}", "/action-items", "/commands/{commandId}"):
+    for conditional in ("/action-items/{actionItemId}", "/action-items/{actionItemId}/exceptions"):
+        item = spec["paths"][conditional]["get"]
+        assert "ETag" in item["responses"]["200"]["headers"]
+        assert "ETag" in item["responses"]["304"]["headers"]
+        assert "content" not in item["responses"]["304"]
+        assert ("If-None-Match", "header") in {(p["name"], p["in"]) for p in item["parameters"]}
+    for path in (
+        "/action-items/{actionItemId}",
+        "/action-items/{actionItemId}/exceptions",
+        "/action-items",
+        "/commands/{commandId}",
+    ):
         params = {(p["name"], p["in"]) for p in spec["paths"][path]["get"]["parameters"]}
         assert ("Consistency-Token", "header") in params, path
-    assert ("If-None-Match", "header") in {(p["name"], p["in"]) for p in item["parameters"]}
 
 
 def test_list_parameters_are_the_contracts(spec: dict[str, Any]) -> None:
