@@ -64,6 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="small scale, for a smoke run")
     parser.add_argument("--out", default=str(REPO / "bench-results"))
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy the command API and the peer (an extra run each), the projector and "
+        "the rebuild (during their runs): top frames in the table",
+    )
     parser.add_argument("--no-doc", action="store_true", help="do not touch docs/performance.md")
     args = parser.parse_args(argv)
     wanted = [w.strip() for w in args.only.split(",") if w.strip()]
@@ -106,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         "measurements": wanted,
         "python": sys.version.split()[0],
     }
-    bench = Bench(stack, args.quick, out, logs, flags, Report(meta), server=meta["server"])
+    bench = Bench(stack, args.quick, out, logs, flags, Report(meta), meta["server"], args.profile)
     print(
         f"bench: {', '.join(wanted)}{' (quick)' if args.quick else ''}; load average "
         f"{meta['load_before']} on {meta['cpus']} cores; server {meta['server']}; logs {logs}",

@@ -27,11 +27,14 @@ class Bench:
     flags: list[str]
     report: Report
     server: str = ""
+    profile: bool = False
     # the best HTTP rate any server reached in this run (the generator must do 3x that)
     best_rate: float = 0.0
     best_rate_what: str = ""
     # the product's best accepted writes/s (freshness loads it at half of that)
     max_write_rate: float = 0.0
+    # the product's p50 at 8 connections (ms), to pace a background load (a guess until measured)
+    write_p50_low: float = 5.0
     series: dict[str, Any] = field(default_factory=dict)
 
     @property

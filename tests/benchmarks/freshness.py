@@ -93,7 +93,8 @@ def freshness(bench: Bench) -> None:
     print(f"  idle: p50 {idle['p50_ms']:.1f} ms, p99 {idle['p99_ms']:.1f} ms", flush=True)
 
     wanted = top / 2
-    delay_ms = LOAD_CONNECTIONS * 1000 / wanted
+    # each connection: one request (about its latency at this load) then the pause
+    delay_ms = max(0.0, LOAD_CONNECTIONS * 1000 / wanted - bench.write_p50_low)
     script = wrk.paced(wrk.post_script(CREATE_BODY), delay_ms)
     seconds = 10.0 if bench.quick else 30.0
     outcome: dict[str, wrk.WrkResult] = {}

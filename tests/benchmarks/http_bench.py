@@ -9,6 +9,8 @@
 from __future__ import annotations
 
 import contextlib
+import re
+import subprocess
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -16,10 +18,15 @@ from typing import Any
 import httpx
 from pymongo import ASCENDING, MongoClient
 
-from tests.benchmarks import wrk
+from tests.benchmarks import profile, wrk
 from tests.benchmarks.context import CREATE_BODY, Bench
 from tests.benchmarks.results import Section, Target, ms
-from tests.benchmarks.stack import trivial_server, uvicorn_server, wait_projector_idle
+from tests.benchmarks.stack import (
+    service_pid,
+    trivial_server,
+    uvicorn_server,
+    wait_projector_idle,
+)
 
 LEVELS = (8, 32, 128)
 PRODUCT, PEER, SYNC = "command API", "peer (FastAPI+fastavro+acks=all)", "sync (store write)"
@@ -70,6 +77,31 @@ def generator_target(bench: Bench, found: dict[str, Any]) -> None:
             3.0,
         ),
     )
+
+
+def peer_pid(url: str) -> int | None:
+    """The pid of the uvicorn process listening on ``url``'s port (ss -ltnp)."""
+    port = url.rsplit(":", 1)[1].split("/")[0]
+    out = subprocess.run(
+        ["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True, check=False
+    ).stdout
+    found = re.search(r"pid=(\d+)", out)
+    return int(found.group(1)) if found else None
+
+
+def profiled(bench: Bench, url: str, pid: int | None, what: str, script: str) -> None:
+    """One more 32-connection run with py-spy attached to ``pid``: its top frames."""
+    if pid is None:
+        print(f"bench: no pid for {what}: not profiled")
+        return
+    out = bench.logs / f"profile-{what.replace(' ', '-')}.txt"
+    recording = profile.start(pid, bench.seconds, out)
+    result = wrk.run(url, script, 32, bench.seconds)
+    found = profile.finish(
+        recording, out, f"{what}, POST at 32 connections ({result.rate:,.0f}/s while profiled)"
+    )
+    if found is not None:
+        bench.report.profiles.append(found)
 
 
 def _check(url: str, expected: int) -> None:
@@ -137,8 +169,15 @@ def writes(bench: Bench, peer: bool = True, sync: bool = True) -> None:
                     wait_projector_idle(stack)
                 results[name].append(bench.load(url, script, c, name))
         wait_projector_idle(stack)
+        if bench.profile:
+            profiled(bench, urls[PRODUCT], service_pid("command-api"), "command API", script)
+            if peer:
+                pid = peer_pid(peer_url)
+                profiled(bench, urls[PEER], pid, "peer", script)
+            wait_projector_idle(stack)
     product = results[PRODUCT]
     bench.max_write_rate = max(r.rate for r in product)
+    bench.write_p50_low = product[0].p50_ms
     bench.series["writes"] = {k: [r.as_dict() for r in v] for k, v in results.items()}
     _report_writes(bench, results)
 

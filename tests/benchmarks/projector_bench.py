@@ -26,6 +26,7 @@ from pymongo import MongoClient
 
 from domain.commands import CommandEnvelope
 from servicekit.read_model import ReadModel, active_generation
+from tests.benchmarks import profile
 from tests.benchmarks.context import Bench
 from tests.benchmarks.results import Section, Target
 from tests.benchmarks.stack import Process, RssSampler
@@ -34,6 +35,7 @@ from tests.support.projector_runtime import caught_up, positions
 from tests.support.services import free_port
 
 PARTITIONS = 6
+PROFILE_SECONDS = {False: 30.0, True: 5.0}  # py-spy on the projector: seconds recorded
 RAW_CHUNK = 1000
 RAW_THREADS = 4
 
@@ -120,7 +122,9 @@ def raw_copy(bench: Bench, source_db: str, target_db: str, with_indexes: bool) -
         client.close()
 
 
-def run_rebuild(bench: Bench, env: dict[str, str], name: str) -> dict[str, Any]:
+def run_rebuild(
+    bench: Bench, env: dict[str, str], name: str, profile_what: str | None = None
+) -> dict[str, Any]:
     """`projector rebuild --output json` as a process: its progress lines, timed, and its RSS."""
     args = [sys.executable, "-m", "projector.cli", "rebuild", "--output", "json"]
     events: list[tuple[float, dict[str, Any]]] = []
@@ -133,12 +137,19 @@ def run_rebuild(bench: Bench, env: dict[str, str], name: str) -> dict[str, Any]:
         text=True,
         start_new_session=True,
     )
+    recording, spy_out = None, bench.logs / f"profile-{name}.txt"
     with RssSampler(popen.pid, 0.25) as rss:
         assert popen.stdout is not None
         for line in popen.stdout:
             with contextlib.suppress(ValueError):
                 events.append((time.monotonic() - started, json.loads(line)))
+                if recording is None and profile_what and events[-1][1].get("phase"):
+                    recording = profile.start(popen.pid, PROFILE_SECONDS[bench.quick], spy_out)
         code = popen.wait(60)
+    if recording is not None and profile_what:
+        found = profile.finish(recording, spy_out, profile_what)
+        if found is not None:
+            bench.report.profiles.append(found)
     if code != 0:
         raise RuntimeError(f"projector rebuild exited {code}: {events[-3:]}")
     return timeline(events, rss.samples)
@@ -182,6 +193,12 @@ def timeline(events: list[tuple[float, dict[str, Any]]], rss: list[tuple[float, 
     }
 
 
+def exited(process: Process) -> None:
+    if process.popen is not None and process.popen.poll() is not None:
+        tail = process.log_path.read_text(errors="replace")[-1500:] if process.log_path else ""
+        raise RuntimeError(f"{process.name} exited ({process.popen.returncode}):\n{tail}")
+
+
 def live(bench: Bench) -> None:
     """3. `projector run` over a pre-filled topic, against raw inserts and the rebuild."""
     count, items = (10_000, 1_000) if bench.quick else (100_000, 10_000)
@@ -206,15 +223,28 @@ def live(bench: Bench) -> None:
         with projector.start():
             deadline = time.monotonic() + 1800
             while not sum(positions(db).values()):
+                exited(projector)
                 if time.monotonic() > deadline:
                     raise RuntimeError("the projector applied nothing within 30 minutes")
                 time.sleep(0.02)
             first = time.monotonic()
+            spy_out = bench.logs / "profile-projector.txt"
+            recording = (
+                profile.start(projector.pid, PROFILE_SECONDS[bench.quick], spy_out)
+                if bench.profile
+                else None
+            )
             while not caught_up(db, ends):
+                exited(projector)
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"the projector did not reach {ends} within 30 minutes")
                 time.sleep(0.05)
             seconds = time.monotonic() - first
+            found = profile.finish(
+                recording, spy_out, "`projector run` applying the pre-filled topic (this run)"
+            )
+            if found is not None:
+                bench.report.profiles.append(found)
         client.close()
         rate = count / seconds
         print(f"  projector run: {seconds:.1f} s, {rate:,.0f} commands/s", flush=True)
@@ -275,7 +305,12 @@ def rebuild(bench: Bench) -> None:
     print(f"rebuild: {count:,} commands over {items:,} items", flush=True)
     with bench.own_topic("rebuild", PARTITIONS) as topic, databases(bench, "re", "reraw") as dbs:
         fill(bench, topic, items, count, seed=13)
-        rb = run_rebuild(bench, env_for(bench, topic, dbs["re"]), "rebuild")
+        rb = run_rebuild(
+            bench,
+            env_for(bench, topic, dbs["re"]),
+            "rebuild",
+            "`projector rebuild` replaying (this run)" if bench.profile else None,
+        )
         print(
             f"  rebuild: {rb['seconds']:.1f} s total, replay {rb['replay_rate']:,.0f} commands/s, "
             f"index build {rb['index_seconds']:.1f} s, RSS peak {rb['rss_peak_mib']:.0f} MiB",

@@ -84,6 +84,7 @@ class Report:
     sections: list[Section] = field(default_factory=list)
     targets: list[Target] = field(default_factory=list)
     charts: list[str] = field(default_factory=list)
+    profiles: list[Any] = field(default_factory=list)  # profile.Profile
 
     def add(self, section: Section, *targets: Target) -> None:
         self.sections.append(section)
@@ -113,6 +114,10 @@ class Report:
             )
         out.append("")
         out.extend(s.markdown() for s in self.sections)
+        if self.profiles:
+            out.append("### Profiles (py-spy, a separate run of the same load unless noted)")
+            out.append("")
+            out.extend(p.markdown() for p in self.profiles)
         if self.charts:
             out.append("Charts (in `bench-results/`): " + ", ".join(self.charts) + ".")
             out.append("")
@@ -124,6 +129,7 @@ class Report:
             "targets": [t.as_dict() for t in self.targets],
             "sections": {s.key: {"title": s.title, **s.data} for s in self.sections},
             "charts": self.charts,
+            "profiles": [asdict(p) for p in self.profiles],
         }
 
     def write(self, out: Path, doc: Path | None = DOC) -> None:
