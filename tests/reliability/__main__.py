@@ -1,4 +1,4 @@
-"""`python -m tests.reliability [--only 1,4] [--soak-seconds N] [--docs]`: run the suite, write the table."""
+"""`python -m tests.reliability [--only 1,4] [--soak-seconds N] [--docs]`: run, write the table."""
 
 from __future__ import annotations
 
@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
                     r.seconds = r.seconds or spent / len(got)
                     c = r.counts
                     print(
-                        f"  {r.scenario}: {'pass' if r.passed else 'FAIL'} sent={c.sent if c else '-'} "
+                        f"  {r.scenario}: {'pass' if r.passed else 'FAIL'} "
+                        f"sent={c.sent if c else '-'} "
                         f"lost={c.lost if c else '-'} dup={c.duplicated if c else '-'} "
                         f"false202={c.false_202 if c else '-'} ({spent:.0f} s)",
                         flush=True,

@@ -1,4 +1,4 @@
-"""The suite's callers: one HS256 secret given to every service it starts, one token with all scopes.
+"""The suite's caller: one HS256 secret given to every service it starts, one token, all scopes.
 
 When the services do not check tokens, the header is simply ignored.
 """

@@ -12,6 +12,7 @@ The read model must also equal the fold of the log (tests/support/projector_mode
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import Counter
@@ -145,12 +146,13 @@ def count(
         entries = [e.get("commandId") for e in doc.get("exceptions", [])]
         if len(entries) != len(set(entries)):
             twice.append(item_id)
-    # one key, two commands on the log
-    ids_by_key: dict[str, set[str]] = {}
+    # one request (same key, method, path and body) sent again: one command on the log
+    ids_by_key: dict[tuple[str, str, str, str], set[str]] = {}
     for a in attempts:
-        if a.command_id and a.command_id in copies:
-            ids_by_key.setdefault(a.key, set()).add(a.command_id)
-    split = sorted(k for k, ids in ids_by_key.items() if len(ids) > 1)
+        if a.key and a.command_id and a.command_id in copies:
+            request = (a.key, a.method, a.path, json.dumps(a.body, sort_keys=True))
+            ids_by_key.setdefault(request, set()).add(a.command_id)
+    split = sorted(k[0] for k, ids in ids_by_key.items() if len(ids) > 1)
     c.lost = len(missing) + len(short)
     c.duplicated = len(set(twice)) + len(split)
     if missing:

@@ -1,4 +1,4 @@
-"""The suite's own infrastructure and one isolated stage (topics, database, processes) per scenario."""
+"""The suite's own infrastructure, and one isolated stage (topics, database, processes) each."""
 
 from __future__ import annotations
 
@@ -152,7 +152,7 @@ class Stage:
         load.stop()
         left = load.retry_unconfirmed()
         if left:
-            row.notes.append(f"{left} requests still unconfirmed after 6 retry rounds")
+            row.notes.append(f"{left} requests still unconfirmed after 30 retry rounds")
         if backlog is not None:
             row.lag0 = backlog.wait()
         row.counts = self.count(load)

@@ -196,30 +196,37 @@ class Load:
         return sum(1 for a in self.attempts if a.status == 202)
 
     def retry_unconfirmed(
-        self, rounds: int = 6, pause: float = 2.0, also: list[str] | None = None
+        self, rounds: int = 30, pause: float = 2.0, also: list[str] | None = None
     ) -> int:
-        """Send every key without a 202 again (same key, same body) until confirmed or out of rounds.
+        """Send every key without a 202 again (same key and body) until confirmed or out of rounds.
 
+        A round stops at the first 503 or missing answer (the service is not back yet:
+        wait ``pause``, then start over), so a long outage costs one attempt per round.
         ``also``: keys to send once more even though they were confirmed (a client that
-        did not get the answer). Returns the keys still unconfirmed.
+        did not get the answer). Returns how many keys are still unconfirmed.
         """
-        extra = set(also or [])
+        extra = sorted(set(also or []))
         first: dict[str, Attempt] = {}
         for a in self.attempts:
             first.setdefault(a.key, a)
         with httpx.Client(base_url=self.url, timeout=self.timeout) as client:
-            for r in range(rounds):
-                latest = self.latest()
-                todo = [k for k, a in latest.items() if a.status != 202]
-                if r == 0:
-                    todo += sorted(extra)
+            for _ in range(rounds):
+                todo = [
+                    k
+                    for k, a in self.latest().items()
+                    if a.status not in (202, 400, 404, 409, 413, 415, 422)
+                ]
+                todo += extra
                 if not todo:
                     return 0
                 for key in todo:
                     a = first[key]
-                    self.send(client, key, a.method, a.path, a.body, retry=True)
-                if r + 1 < rounds and any(self.latest()[k].status != 202 for k in todo):
-                    time.sleep(pause)
+                    answer = self.send(client, key, a.method, a.path, a.body, retry=True)
+                    if key in extra and answer.status == 202:
+                        extra.remove(key)
+                    if answer.status in (None, 503):
+                        break
+                time.sleep(pause)
         return sum(1 for a in self.latest().values() if a.status != 202)
 
 

@@ -76,7 +76,8 @@ def markdown(rows: list[Row], meta: dict[str, Any]) -> str:
         if r.error:
             out.append(f"  - scenario error: `{r.error}`")
         facts = (
-            f"{c.keys} requests ({c.sent} attempts incl. retries), {c.no_answer} without an answer, "
+            f"{c.keys} requests ({c.sent} attempts incl. retries), "
+            f"{c.no_answer} without an answer, "
             f"{c.unconfirmed_keys} still unconfirmed at the end; {c.on_log} commands on the log "
             f"(+{c.copies} re-sent copies, {c.undecodable} undecodable records); "
             f"read model = fold of the log: {'yes' if not c.model_differences else 'NO'}"

@@ -35,7 +35,8 @@ def s1_broker_kill(suite: Suite) -> list[Row]:
         time.sleep(10)
         suite.kafka.start_nodes([node])
         backlog = st.end(w)
-        row.run = f"{RATE:.0f} writes/s; broker SIGKILL, down 10 s, restart took {w.end - w.start - 10:.0f} s"
+        restart = st.clock.now() - w.start - 10
+        row.run = f"{RATE:.0f} writes/s; broker SIGKILL, down 10 s, restart took {restart:.0f} s"
         st.finish(row, load, backlog, tail=15)
     return [row]
 
@@ -112,7 +113,8 @@ def s5_store_down(suite: Suite) -> list[Row]:
             for name in ("projector", "query"):
                 during = sampler.between(name, w.start + settle, w.end)
                 row.expect(
-                    f"{name} /readyz 503 while the store is down ({during.count(503)}/{len(during)} samples)",
+                    f"{name} /readyz 503 while the store is down "
+                    f"({during.count(503)}/{len(during)} samples)",
                     bool(during) and all(code == 503 for code in during),
                 )
                 after = sampler.between(name, w.end + 30, 1e9)
@@ -152,14 +154,18 @@ def s7_command_api_restarts(suite: Suite) -> list[Row]:
             after = {a.key: a.command_id for a in load.attempts if a.retry and a.status == 202}
             same = sum(1 for k in again if after.get(k) == before[k])
             row.expect(
-                f"{same}/{len(again)} confirmed requests sent again after the restart got the same commandId",
+                f"{same}/{len(again)} confirmed requests sent again after the restart "
+                "got the same commandId",
                 same == len(again),
             )
             if left:
                 row.notes.append(f"{left} requests still unconfirmed after retries")
             row.lag0 = backlog.wait()
             row.counts = st.count(load)
-            row.run = f"{RATE:.0f} writes/s; {how} of the API, restarted on its port; 40 confirmed + every unconfirmed request re-sent"
+            row.run = (
+                f"{RATE:.0f} writes/s; {how} of the API, restarted on its port; "
+                "40 confirmed + every unconfirmed request re-sent"
+            )
         rows.append(row)
     return rows
 
