@@ -118,7 +118,8 @@ class Stage:
 
     def load(self, api: ServiceProcess, **kw: Any) -> Load:
         url = api.health_url.rsplit("/", 1)[0]
-        return Load(url, self.clock, self.log_dir / "requests.jsonl", prefix=self.name, **kw)
+        kw.setdefault("prefix", self.name)
+        return Load(url, self.clock, self.log_dir / "requests.jsonl", **kw)
 
     def window(self, label: str) -> Window:
         w = Window(label, self.clock.now())
@@ -217,25 +218,32 @@ class ReadySampler:
     every: float = 0.5
     samples: list[tuple[float, str, int]] = field(default_factory=list)
     stop_event: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+    _threads: list[threading.Thread] = field(default_factory=list)
 
     def start(self) -> ReadySampler:
-        def run() -> None:
+        def run(name: str, url: str) -> None:
             while not self.stop_event.wait(self.every):
-                for name, url in self.urls.items():
-                    self.samples.append((self.clock.now(), name, readyz(url)))
+                sent = self.clock.now()
+                self.samples.append((sent, name, readyz(url)))
 
-        self._thread = threading.Thread(target=run, daemon=True)
-        self._thread.start()
+        for name, url in self.urls.items():
+            t = threading.Thread(target=run, args=(name, url), daemon=True)
+            t.start()
+            self._threads.append(t)
         return self
 
     def stop(self) -> None:
         self.stop_event.set()
-        if self._thread is not None:
-            self._thread.join(10)
+        for t in self._threads:
+            t.join(10)
 
     def between(self, name: str, start: float, end: float) -> list[int]:
+        """Answers to the probes sent between ``start`` and ``end``."""
         return [code for t, n, code in self.samples if n == name and start <= t <= end]
+
+    def last(self, name: str) -> int | None:
+        codes = [code for _t, n, code in self.samples if n == name]
+        return codes[-1] if codes else None
 
 
 def base_url(proc: ServiceProcess) -> str:

@@ -328,7 +328,7 @@ def s8_rebuild_kills(suite: Suite) -> list[Row]:
             st.bootstrap,
             s.commands_topic,
             s.commands_partitions,
-            CommandMix(items=1500, seed=8, rejections=0.1, resend=0.02).take(12_000),
+            CommandMix(items=3000, seed=8, rejections=0.1, resend=0.02).take(30_000),
         )
         ends = high_watermarks(st.bootstrap, s.commands_topic, s.commands_partitions)
         wait_projected(st.db, ends, timeout=600)
@@ -339,26 +339,24 @@ def s8_rebuild_kills(suite: Suite) -> list[Row]:
         killed_during = []
         leftovers: list[str] = []
         untouched = True
-        for i in range(3):
-            out = (st.log_dir / f"rebuild-{i + 1}.out").open("w+")
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "projector.cli", "rebuild", "--output", "json"],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-            delay = rng.uniform(2.0, 12.0)
-            time.sleep(delay)
-            proc.kill()
-            proc.wait(30)
-            out.seek(0)
-            events = [json.loads(x) for x in out.read().splitlines() if x.startswith("{")]
-            last = events[-1] if events else {}
-            killed_during.append(
-                f"kill {i + 1} after {delay:.1f} s: last output "
-                f"{last.get('event', 'none')} {last.get('phase', '') or last.get('message', '')}"
-                f"{' ' + str(last.get('percent')) + '%' if 'percent' in last else ''}".strip()
-            )
+        # three kills at random points of three phases: early and late in the replay, and
+        # after it (indexes, catch-up, the pause hand-over)
+        points = [
+            ("replay", rng.uniform(5, 50)),
+            ("replay", rng.uniform(50, 95)),
+            ("after the replay", rng.uniform(0.0, 0.5)),
+        ]
+        for i, (phase, at) in enumerate(points):
+            out_path = st.log_dir / f"rebuild-{i + 1}.out"
+            with out_path.open("w") as out:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "projector.cli", "rebuild", "--output", "json"],
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            killed = _kill_during(proc, out_path, phase, at)
+            killed_during.append(f"rebuild {i + 1}: {killed}")
             now = set(st.db.list_collection_names())
             leftovers += sorted(now - before - set(leftovers))
             if active_generation(st.db) != generation or snapshot(st.db) != live:
@@ -404,10 +402,42 @@ def s8_rebuild_kills(suite: Suite) -> list[Row]:
         row.counts = st.count(load)
         row.run = (
             f"{produced:,} commands on the log (+{len(attempts)} requests through the API); "
-            "`projector rebuild` SIGKILLed 3 x at 2-12 s, then run to the end"
+            "`projector rebuild` SIGKILLed 3 x (early and late in the replay, after it), "
+            "then run to the end"
         )
         _ = read_log, positions
     return [row]
+
+
+def _kill_during(proc: subprocess.Popen[bytes], out_path: Any, phase: str, at: float) -> str:
+    """SIGKILL ``proc`` once its JSON progress shows ``phase`` (replay: at ``at`` percent;
+    otherwise ``at`` seconds after the replay ended). Says where it was killed."""
+    deadline = time.monotonic() + 300
+    after_replay: float | None = None
+    while proc.poll() is None and time.monotonic() < deadline:
+        events = []
+        for line in out_path.read_text().splitlines():
+            with contextlib.suppress(ValueError):
+                events.append(json.loads(line))
+        last = events[-1] if events else {}
+        replaying = last.get("event") == "progress" and last.get("phase") == "replaying the log"
+        if phase == "replay" and replaying and float(last.get("percent", 0)) >= at:
+            proc.kill()
+            proc.wait(30)
+            return f"killed in the replay at {last.get('percent')} %"
+        if phase != "replay" and events and not replaying:
+            after_replay = after_replay or time.monotonic()
+            if time.monotonic() - after_replay >= at:
+                proc.kill()
+                proc.wait(30)
+                what = last.get("message") or last.get("phase") or last.get("event")
+                return f"killed after the replay, during: {what}"
+        time.sleep(0.02)
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(30)
+        return "killed at the time bound (300 s)"
+    return f"finished by itself before the kill (exit {proc.returncode})"
 
 
 # -- 9: soak -------------------------------------------------------------------------
