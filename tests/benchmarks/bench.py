@@ -31,6 +31,8 @@ from tests.benchmarks import charts, freshness, http_bench, projector_bench, que
 from tests.benchmarks.context import Bench
 from tests.benchmarks.results import DOC, Report
 from tests.benchmarks.stack import (
+    bearer_tokens,
+    dev_jwks,
     ensure_stack,
     product_uvicorn_flags,
     server_stack,
@@ -70,6 +72,12 @@ def main(argv: list[str] | None = None) -> int:
         help="py-spy the command API and the peer (an extra run each), the projector and "
         "the rebuild (during their runs): top frames in the table",
     )
+    parser.add_argument(
+        "--own-command-api",
+        action="store_true",
+        help="measure a command API started from the working tree (own port and topic) "
+        "instead of the make up one (e.g. while make up runs older code)",
+    )
     parser.add_argument("--no-doc", action="store_true", help="do not touch docs/performance.md")
     args = parser.parse_args(argv)
     wanted = [w.strip() for w in args.only.split(",") if w.strip()]
@@ -84,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         .split(" [")[0]
     )
     stack = ensure_stack()
+    tokens = bearer_tokens()
+    jwks = dev_jwks()
     flags = product_uvicorn_flags()
     for package, service in (
         ("command_api", "command-api"),
@@ -112,7 +122,19 @@ def main(argv: list[str] | None = None) -> int:
         "measurements": wanted,
         "python": sys.version.split()[0],
     }
-    bench = Bench(stack, args.quick, out, logs, flags, Report(meta), meta["server"], args.profile)
+    bench = Bench(
+        stack,
+        args.quick,
+        out,
+        logs,
+        flags,
+        Report(meta),
+        meta["server"],
+        args.profile,
+        tokens,
+        str(jwks or ""),
+        args.own_command_api,
+    )
     print(
         f"bench: {', '.join(wanted)}{' (quick)' if args.quick else ''}; load average "
         f"{meta['load_before']} on {meta['cpus']} cores; server {meta['server']}; logs {logs}",

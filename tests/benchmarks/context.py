@@ -28,6 +28,12 @@ class Bench:
     report: Report
     server: str = ""
     profile: bool = False
+    # `Bearer <JWT>` of the bench's callers (write and read scopes), used round robin
+    tokens: list[str] = field(default_factory=list)
+    # the key set the product verifies with (the peers verify with it too)
+    jwks: str = ""
+    # measure a command API of the working tree (own port and topic) instead of make up's
+    own_command_api: bool = False
     # the best HTTP rate any server reached in this run (the generator must do 3x that)
     best_rate: float = 0.0
     best_rate_what: str = ""
@@ -36,6 +42,9 @@ class Bench:
     # the product's p50 at 8 connections (ms), to pace a background load (a guess until measured)
     write_p50_low: float = 5.0
     series: dict[str, Any] = field(default_factory=dict)
+
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": self.tokens[0]} if self.tokens else {}
 
     @property
     def seconds(self) -> float:

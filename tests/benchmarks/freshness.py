@@ -38,8 +38,8 @@ def sample(bench: Bench, count: int, until: float | None = None) -> dict[str, An
     total, reads, failures = [], [], 0
     body = {"title": "fresh", "priority": "normal"}
     with (
-        httpx.Client(base_url=bench.stack.command_url, timeout=30) as writer,
-        httpx.Client(base_url=bench.stack.query_url, timeout=30) as reader,
+        httpx.Client(base_url=bench.stack.command_url, headers=bench.auth(), timeout=30) as writer,
+        httpx.Client(base_url=bench.stack.query_url, headers=bench.auth(), timeout=30) as reader,
     ):
         for _ in range(count):
             if until is not None and time.monotonic() > until:
@@ -78,7 +78,7 @@ def max_write_rate(bench: Bench) -> float:
     if not bench.max_write_rate:
         print("  (no write measurement in this run: measuring the product at 32 connections)")
         wait_projector_idle(bench.stack)
-        script = wrk.post_script(CREATE_BODY)
+        script = wrk.post_script(CREATE_BODY, bench.tokens)
         result = bench.load(f"{bench.stack.command_url}/action-items", script, 32, "command API")
         bench.max_write_rate = result.rate
     return bench.max_write_rate
@@ -95,7 +95,7 @@ def freshness(bench: Bench) -> None:
     wanted = top / 2
     # each connection: one request (about its latency at this load) then the pause
     delay_ms = max(0.0, LOAD_CONNECTIONS * 1000 / wanted - bench.write_p50_low)
-    script = wrk.paced(wrk.post_script(CREATE_BODY), delay_ms)
+    script = wrk.paced(wrk.post_script(CREATE_BODY, bench.tokens[1:]), delay_ms)
     seconds = 10.0 if bench.quick else 30.0
     outcome: dict[str, wrk.WrkResult] = {}
 

@@ -35,7 +35,7 @@ PRODUCT, PEER, SYNC = "command API", "peer (FastAPI+fastavro+acks=all)", "sync (
 def generator(bench: Bench) -> dict[str, Any]:
     """wrk alone against a canned-answer server: what it can drive on this machine."""
     print("generator: wrk against a trivial endpoint (2 processes, canned 202)", flush=True)
-    script = wrk.post_script(CREATE_BODY)
+    script = wrk.post_script(CREATE_BODY, bench.tokens)
     rows, best = [], 0.0
     with trivial_server(2, bench.logs) as url:
         for c in (32, 128):
@@ -59,7 +59,8 @@ def generator_target(bench: Bench, found: dict[str, Any]) -> None:
         ["what", "connections", "requests/s", "p99"],
         rows,
         [
-            "wrk 1 thread, the bench's POST script, against a canned 202 server "
+            "wrk 1 thread, the bench's POST script (a bearer token per request), against a "
+            "canned 202 server "
             "(tests/benchmarks/peers/trivial.py, 2 processes); the target compares it with "
             f"the best rate any server reached in this run ({bench.best_rate_what})."
         ],
@@ -104,8 +105,9 @@ def profiled(bench: Bench, url: str, pid: int | None, what: str, script: str) ->
         bench.report.profiles.append(found)
 
 
-def _check(url: str, expected: int) -> None:
-    answer = httpx.post(url, content=CREATE_BODY, headers={"Content-Type": "application/json"})
+def _check(bench: Bench, url: str, expected: int) -> None:
+    headers = {"Content-Type": "application/json", **bench.auth()}
+    answer = httpx.post(url, content=CREATE_BODY, headers=headers)
     if answer.status_code != expected:
         raise RuntimeError(f"POST {url} answered {answer.status_code}: {answer.text[:300]}")
 
@@ -129,7 +131,7 @@ def _sync_database(bench: Bench) -> Iterator[str]:
 def writes(bench: Bench, peer: bool = True, sync: bool = True) -> None:
     """1 and 2: the same wrk load on the product, the peer and/or the synchronous design."""
     stack = bench.stack
-    script = wrk.post_script(CREATE_BODY)
+    script = wrk.post_script(CREATE_BODY, bench.tokens)
     results: dict[str, list[wrk.WrkResult]] = {PRODUCT: [], PEER: [], SYNC: []}
     if not peer:
         del results[PEER]
@@ -137,40 +139,63 @@ def writes(bench: Bench, peer: bool = True, sync: bool = True) -> None:
         del results[SYNC]
     print("writes: POST /action-items, product vs peer vs synchronous store write", flush=True)
     with (
+        contextlib.ExitStack() as own,
         bench.own_topic("peer") as topic,
         _sync_database(bench) as database,
         uvicorn_server(
             "tests.benchmarks.peers.command_peer:app",
             bench.flags,
-            {"PEER_TOPIC": topic, "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap},
+            {
+                "PEER_TOPIC": topic,
+                "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap,
+                "PEER_JWKS": bench.jwks,
+            },
             bench.logs,
         ) as peer_url,
         uvicorn_server(
             "tests.benchmarks.peers.sync_peer:app",
             bench.flags,
-            {"PEER_DATABASE": database, "MONGODB_URI": stack.mongodb_uri},
+            {"PEER_DATABASE": database, "MONGODB_URI": stack.mongodb_uri, "PEER_JWKS": bench.jwks},
             bench.logs,
         ) as sync_url,
     ):
+        product_url, product_pid = stack.command_url, service_pid("command-api")
+        if bench.own_command_api:
+            product_topic = own.enter_context(bench.own_topic("commands"))
+            product_url = own.enter_context(
+                uvicorn_server(
+                    "command_api.app:app",
+                    bench.flags,
+                    {
+                        "COMMANDS_TOPIC": product_topic,
+                        "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap,
+                        "AUTH_JWKS_FILE": bench.jwks,
+                        "LOG_LEVEL": "INFO",
+                    },
+                    bench.logs,
+                )
+            )
+            product_pid = peer_pid(product_url)
+            print(f"  the command API of this working tree at {product_url}, own topic")
         urls = {
-            PRODUCT: f"{stack.command_url}/action-items",
+            PRODUCT: f"{product_url}/action-items",
             PEER: f"{peer_url}/action-items",
             SYNC: f"{sync_url}/action-items",
         }
-        _check(urls[PRODUCT], 202)
-        _check(urls[PEER], 202)
-        _check(urls[SYNC], 200)
+        _check(bench, urls[PRODUCT], 202)
+        _check(bench, urls[PEER], 202)
+        _check(bench, urls[SYNC], 200)
         chosen = [PRODUCT] + [PEER] * peer + [SYNC] * sync
         for c in LEVELS:
             for name in chosen:
                 url = urls[name]
-                if name == PRODUCT:
+                if name == PRODUCT and not bench.own_command_api:
                     # the shared projector digests earlier load first: it shares the cores
                     wait_projector_idle(stack)
                 results[name].append(bench.load(url, script, c, name))
         wait_projector_idle(stack)
         if bench.profile:
-            profiled(bench, urls[PRODUCT], service_pid("command-api"), "command API", script)
+            profiled(bench, urls[PRODUCT], product_pid, "command API", script)
             if peer:
                 pid = peer_pid(peer_url)
                 profiled(bench, urls[PEER], pid, "peer", script)
@@ -210,6 +235,9 @@ def _report_writes(bench: Bench, results: dict[str, list[wrk.WrkResult]]) -> Non
             "The command API is the `make up` one; its projector applies the load on the same "
             "cores (the bench waits for it to catch up before each product run).",
             "The synchronous peer inserts into a collection with the read model's 5 indexes.",
+            f"Every request carries a bearer token (ES256, {len(bench.tokens)} callers round "
+            "robin, so the product's per-caller write limit stays out of the way); both peers "
+            "verify it with pyjwt against the product's key set, as the contract requires.",
         ],
         data,
     )

@@ -67,7 +67,9 @@ def ensure_items(bench: Bench, client: MongoClient[dict[str, Any]]) -> list[str]
     items = active_read_model(db).items
     if items.estimated_document_count() < MIN_ITEMS:
         print(f"  fewer than {MIN_ITEMS} items in the read model: creating them", flush=True)
-        with httpx.Client(base_url=bench.stack.command_url, timeout=30) as http:
+        with httpx.Client(
+            base_url=bench.stack.command_url, headers=bench.auth(), timeout=30
+        ) as http:
             for n in range(MIN_ITEMS):
                 http.post("/action-items", json={"title": f"query bench {n}"}).raise_for_status()
         wait_projector_idle(bench.stack)
@@ -85,15 +87,15 @@ def queries(bench: Bench) -> None:
         count = items.estimated_document_count()
         scenarios: dict[str, tuple[str, Callable[[random.Random], object]]] = {
             "get by id": (
-                wrk.get_paths_script([f"/action-items/{i}" for i in ids]),
+                wrk.get_paths_script([f"/action-items/{i}" for i in ids], bench.tokens),
                 lambda rng: items.find_one({"_id": rng.choice(ids)}),
             ),
             "list status=open, 50": (
-                wrk.get_paths_script([LIST_PATH]),
+                wrk.get_paths_script([LIST_PATH], bench.tokens),
                 lambda rng: list(items.find({"status": "open"}).sort(ORDER).limit(51)),
             ),
         }
-        with httpx.Client(base_url=bench.stack.query_url) as http:
+        with httpx.Client(base_url=bench.stack.query_url, headers=bench.auth()) as http:
             for path in (f"/action-items/{ids[0]}", LIST_PATH):
                 answer = http.get(path)
                 if answer.status_code != 200:

@@ -52,6 +52,52 @@ class Stack:
         return self.settings.mongodb_uri
 
 
+CALLERS = 64  # distinct callers (token subs): the per-caller write limit stays out of the way
+
+
+def dev_jwks() -> Path | None:
+    """The JWKS file the `make up` services verify tokens with (their AUTH_JWKS_FILE)."""
+    pid = service_pid("command-api")
+    with contextlib.suppress(OSError):
+        for entry in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+            if entry.startswith(b"AUTH_JWKS_FILE="):
+                return Path(entry.split(b"=", 1)[1].decode())
+    default = REPO / ".infra" / "auth" / "jwks.json"
+    return default if default.exists() else None
+
+
+def bearer_tokens(count: int = CALLERS) -> list[str]:
+    """`Bearer <JWT>` for ``count`` callers with write and read scopes, signed with the dev key.
+
+    `make up` verifies tokens with the development key pair in .infra/auth/ unless
+    AUTH_* settings say otherwise; with other settings the bench cannot mint tokens.
+    """
+    from servicekit.auth import READ, WRITE
+    from servicekit.mint_token import DEV_PRIVATE_KEY, load_private_key, mint
+
+    if not DEV_PRIVATE_KEY.exists():
+        raise RuntimeError(
+            f"no development signing key at {DEV_PRIVATE_KEY}: `make up` creates it when no "
+            "AUTH_* setting is given; the bench mints its callers' tokens with it"
+        )
+    key, algorithm, kid = load_private_key(DEV_PRIVATE_KEY)
+    audience, issuer = os.environ.get("AUTH_AUDIENCE"), os.environ.get("AUTH_ISSUER")
+    return [
+        "Bearer "
+        + mint(
+            f"bench-{n}",
+            [WRITE, READ],
+            key,
+            algorithm,
+            kid=kid,
+            ttl_seconds=6 * 3600,
+            audience=audience,
+            issuer=issuer,
+        )
+        for n in range(count)
+    ]
+
+
 def healthy(url: str) -> bool:
     with contextlib.suppress(httpx.HTTPError):
         return httpx.get(f"{url}/healthz", timeout=2).status_code == 200

@@ -74,22 +74,45 @@ def lua_string(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n") + "'"
 
 
-def post_script(body: str, content_type: str = "application/json") -> str:
-    return (
+def _lua_table(name: str, values: list[str]) -> str:
+    return f"local {name} = {{\n" + ",\n".join(lua_string(v) for v in values) + "\n}\n"
+
+
+def post_script(
+    body: str, authorizations: list[str] | None = None, content_type: str = "application/json"
+) -> str:
+    """POST ``body``; each request carries the next of ``authorizations`` (round robin)."""
+    script = (
         'wrk.method = "POST"\n'
         f"wrk.body = {lua_string(body)}\n"
         f'wrk.headers["Content-Type"] = {lua_string(content_type)}\n'
     )
-
-
-def get_paths_script(paths: list[str]) -> str:
-    """GET a path drawn at random from ``paths`` for every request."""
-    table = ",\n".join(lua_string(p) for p in paths)
+    if not authorizations:
+        return script
     return (
-        f"local paths = {{\n{table}\n}}\n"
-        "local n = #paths\n"
+        script + _lua_table("auth", authorizations) + "local i = 0\n"
         "request = function()\n"
-        '  return wrk.format("GET", paths[math.random(n)])\n'
+        "  i = i % #auth + 1\n"
+        '  wrk.headers["Authorization"] = auth[i]\n'
+        "  return wrk.format()\n"
+        "end\n"
+    )
+
+
+def get_paths_script(paths: list[str], authorizations: list[str] | None = None) -> str:
+    """GET a path drawn at random from ``paths``, with the next of ``authorizations`` if any."""
+    if not authorizations:
+        return (
+            _lua_table("paths", paths) + "request = function()\n"
+            '  return wrk.format("GET", paths[math.random(#paths)])\n'
+            "end\n"
+        )
+    return (
+        _lua_table("paths", paths) + _lua_table("auth", authorizations) + "local i = 0\n"
+        "request = function()\n"
+        "  i = i % #auth + 1\n"
+        '  wrk.headers["Authorization"] = auth[i]\n'
+        '  return wrk.format("GET", paths[math.random(#paths)])\n'
         "end\n"
     )
 

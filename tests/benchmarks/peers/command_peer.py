@@ -3,7 +3,8 @@
 FastAPI + pydantic body, fastavro with a parsed schema, one idempotent acks=all
 producer (linger 5 ms, as the product) served by a poll thread; each request
 awaits its own delivery report before answering 202. Env: PEER_TOPIC,
-KAFKA_BOOTSTRAP_SERVERS.
+KAFKA_BOOTSTRAP_SERVERS, PEER_JWKS (when set, the bearer token is verified
+against that key set, as the contract requires of the product).
 """
 
 import asyncio
@@ -12,11 +13,13 @@ import logging
 import os
 import threading
 import uuid
+from pathlib import Path
 from typing import Any, Literal
 
 import fastavro
+import jwt
 from confluent_kafka import Producer
-from fastapi import FastAPI
+from fastapi import FastAPI, Header
 from pydantic import BaseModel, Field
 
 FIELDS = [("commandId", "string"), ("title", "string"), ("priority", "string")]
@@ -30,6 +33,8 @@ SCHEMA = fastavro.parse_schema(
 )
 TOPIC = os.environ.get("PEER_TOPIC", "bench-peer.commands")
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092")
+JWKS = os.environ.get("PEER_JWKS")
+KEY = jwt.PyJWKSet.from_json(Path(JWKS).read_text()).keys[0] if JWKS else None
 producer = Producer(
     {"bootstrap.servers": BOOTSTRAP, "acks": "all", "enable.idempotence": True, "linger.ms": 5}
 )
@@ -57,7 +62,9 @@ def settle(done: "asyncio.Future[Any]", err: Any, msg: Any) -> None:
 
 
 @app.post("/action-items", status_code=202)
-async def create(body: Create) -> dict[str, Any]:
+async def create(body: Create, authorization: str = Header("")) -> dict[str, Any]:
+    if KEY is not None:  # a bad token fails the request (500): enough for a baseline
+        jwt.decode(authorization.removeprefix("Bearer "), KEY.key, [KEY.algorithm_name])
     loop = asyncio.get_running_loop()
     done: asyncio.Future[Any] = loop.create_future()
     command_id = str(uuid.uuid4())
