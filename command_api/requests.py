@@ -20,6 +20,7 @@ from domain.limits import (
     TAG_MAX,
     TAGS_MAX,
     TITLE_MAX,
+    TITLE_PATTERN,
     real_date,
     trimmed_title,
     unique,
@@ -31,6 +32,8 @@ Title = Annotated[
         min_length=1,
         description=f"1..{TITLE_MAX} characters after trimming surrounding whitespace",
         examples=["Write the runbook"],
+        # Published for clients; enforced by trimmed_title, whose message names the rule.
+        json_schema_extra={"pattern": TITLE_PATTERN},
     ),
     AfterValidator(trimmed_title),
 ]

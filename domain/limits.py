@@ -16,6 +16,16 @@ TAGS_MAX = 20
 DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"  # ASCII digits only (\d would take any script)
 
 
+# What str.strip() removes (every character for which str.isspace() is true), as a regex class.
+WHITESPACE_CLASS = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# The title rule as a JSON Schema pattern: 1..TITLE_MAX characters once surrounding whitespace
+# is trimmed (so a title of only whitespace, control separators included, is refused).
+TITLE_PATTERN = (
+    rf"^[{WHITESPACE_CLASS}]*[^{WHITESPACE_CLASS}]"
+    rf"(?:[\s\S]{{0,{TITLE_MAX - 2}}}[^{WHITESPACE_CLASS}])?[{WHITESPACE_CLASS}]*$"
+)
+
+
 def trimmed_title(value: str) -> str:
     """The title without surrounding whitespace; 1..TITLE_MAX characters or ValueError."""
     trimmed = value.strip()

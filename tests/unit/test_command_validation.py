@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 from starlette.datastructures import Headers
 
@@ -18,6 +21,7 @@ from command_api.requests import (
 )
 from domain.commands import CommandEnvelope
 from domain.identity import build_command, key_hash
+from domain.limits import TITLE_PATTERN, trimmed_title
 from servicekit.problems import Problem
 
 ITEM = "0c0377a8-8dee-54d3-8e5b-7fabadddde0e"
@@ -278,3 +282,22 @@ def test_an_update_command_carries_if_match_and_the_item() -> None:
     assert command.expected_version == 3
     assert command.kind == "update"
     assert command.accepted_at.microsecond % 1000 == 0  # Avro timestamp-millis
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.text(
+        alphabet=st.sampled_from(
+            [chr(c) for c in range(0x110000) if chr(c).isspace()] + ["a", "\x00", "\ufeff", "é"]
+        ),
+        max_size=205,
+    )
+)
+def test_the_published_title_pattern_is_the_trimming_rule(title: str) -> None:
+    """OpenAPI's title pattern accepts exactly the titles trimmed_title accepts."""
+    try:
+        trimmed_title(title)
+        accepted = True
+    except ValueError:
+        accepted = False
+    assert bool(re.search(TITLE_PATTERN, title)) == accepted
