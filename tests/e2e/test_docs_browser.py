@@ -1,6 +1,7 @@
 """The docs pages work offline, in a real headless browser (Debian's chromium via selenium).
 
-The page must list every operation of the OpenAPI document, and its "Authorize"
+On a small app and on the real command and query APIs, the page must list every
+operation of the OpenAPI document, and its "Authorize"
 button must carry a bearer token into "Try it out". The assets come from an
 installed package (servicekit/docs.py), so no request leaves this machine.
 """
@@ -22,7 +23,9 @@ from servicekit.auth import require_scope as scope
 from servicekit.docs import install_docs
 from servicekit.mint_token import load_private_key, mint
 from servicekit.problems import install_problem_handlers
+from tests.conftest import RunningSystem
 from tests.support import browser, docs_page
+from tests.support.auth import token
 from tests.support.services import IN_CI, free_port
 
 
@@ -92,3 +95,21 @@ def test_swagger_ui_lists_every_operation_and_authorize_carries_the_token(
     docs_page.open_docs(driver, f"{url}/docs")
     docs_page.authorize(driver, token)
     assert docs_page.try_it(driver, "GET", "/things") == "200"
+
+
+def test_the_services_docs_pages_list_every_operation_and_authorize_works(
+    driver, system: RunningSystem
+) -> None:
+    for url in (system.command_url, system.query_url):
+        openapi = httpx.get(f"{url}/openapi.json").json()
+        docs_page.open_docs(driver, f"{url}/docs")
+        listed = docs_page.operations_listed(driver)
+        assert listed == docs_page.documented_operations(openapi), url
+        assert len(listed) >= 5, listed
+    # On the query API, "Try it out" with the Authorize button's token reads the list.
+    docs_page.open_docs(driver, f"{system.query_url}/docs")
+    assert docs_page.try_it(driver, "GET", "/action-items") == "401"
+    driver.refresh()
+    docs_page.open_docs(driver, f"{system.query_url}/docs")
+    docs_page.authorize(driver, token("docs-reader", READ))
+    assert docs_page.try_it(driver, "GET", "/action-items") == "200"
