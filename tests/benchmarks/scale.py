@@ -1,27 +1,31 @@
 """Scale benchmark (issue 16): list, get and apply costs at 10,000 and at 1,000,000 items.
 
-    .venv/bin/python -m tests.benchmarks.scale [--items 1000000] [--small 10000] [--seconds 5]
+    .venv/bin/python -m tests.benchmarks.scale [--items 1000000] [--small 10000]
+        [--seconds 4] [--rounds 3]
 
-In one run, against the local store and broker of `make up` (its own database
-and topics; nothing of the shared :8000-8002 services is touched):
+In one run, against the local store and broker of `make up` (databases and
+topics of its own; nothing of the shared :8000-8002 services is touched):
 
-1. starts a query API of its own on a free port, loads the newest ``--small``
-   items of a read model (documents shaped as the projector writes them:
-   60% open, 1,000 assignees, createdAt 50 ms apart and ending now) and
-   measures with wrk (1 and 16 connections, ``--seconds`` each): the first
-   page and a page reached by a cursor halfway through the matching items,
-   for ``status=open`` (most items match) and ``assignee=user7&status=open``
-   (few match), and get by id;
-2. loads the older items up to ``--items`` (indexes dropped for the load and
-   made again, as a rebuild does) and measures the same again;
-3. runs the projector of its own over 20,000 commands to one item, then over
-   20,000 commands spread over 10,000 items (half built to be rejected), and
-   reports both apply rates and the size of the busiest item document;
-4. prints the targets of the issue as ratios with PASS/MISS, the RSS of the
-   query API and of the projector across the run, and wrk's own ceiling
-   (16 connections against a trivial server).
+1. two read models, each with a query API of its own on a free port: the
+   newest ``--small`` items, and all ``--items`` (documents shaped as the
+   projector writes them: 60% open, 1,000 assignees, createdAt 50 ms apart
+   and ending now; loaded in batches of 20,000 without indexes, which are
+   then built as a rebuild does);
+2. with wrk (a Lua script per scenario; 1 and 16 connections, ``--seconds``
+   each, the two sizes taken in turn inside each of ``--rounds`` rounds so a
+   change of load on the machine hits both; medians of the rounds): the
+   first page and a page reached by a cursor halfway through the matching
+   items, for ``status=open`` (most items match) and
+   ``assignee=user7&status=open`` (few match), and get by id;
+3. a projector of its own over 20,000 commands to one item, then over 20,000
+   commands spread over 10,000 items (half built to be rejected): both apply
+   rates and the size of the busiest item document;
+4. the issue's targets as ratios with PASS/MISS, the RSS of both query APIs
+   and of the projectors (peak against the settled value), and wrk's own
+   ceiling (16 connections against a trivial server).
 
-``--items 20000 --small 2000 --seconds 2`` is a smoke run of a minute or two.
+``--items 20000 --small 2000 --seconds 2 --rounds 1 --commands 2000
+--spread-items 1000`` is a smoke run of about two minutes.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import argparse
 import contextlib
 import os
 import random
-import sys
+import statistics
 import time
 import uuid
 from collections.abc import Iterator
@@ -43,7 +47,7 @@ from pymongo import MongoClient
 
 from domain.rules import timestamp
 from query_api.cursor import Cursor, filters_digest
-from servicekit.read_model import LIST_INDEXES, ReadModel, active_read_model
+from servicekit.read_model import ReadModel, active_read_model
 from tests.benchmarks import wrk
 from tests.benchmarks.stack import RssSampler, trivial_server
 from tests.support.auth import auth_env, caller_headers
@@ -119,44 +123,73 @@ def paths_script(paths: list[str], headers: dict[str, str]) -> str:
     return "\n".join(lines) + "\n" + wrk.get_paths_script(paths)
 
 
-def measure(
-    url: str, name: str, paths: list[str], seconds: float, headers: dict[str, str]
-) -> dict[str, dict[str, float]]:
-    out = {}
-    for connections in (1, 16):
-        result = wrk.run(url, paths_script(paths, headers), connections, seconds)
-        if result.errors or not result.ok:
-            raise RuntimeError(f"{name} at {connections} connections: {result}")
-        out[str(connections)] = {"p50": result.p50_ms, "p99": result.p99_ms, "rate": result.rate}
-        print(
-            f"  {name:42} c={connections:<2} p50 {result.p50_ms:7.2f} ms  "
-            f"p99 {result.p99_ms:7.2f} ms  {result.rate:7.0f}/s",
-            flush=True,
-        )
+Figures = dict[str, dict[str, dict[str, dict[str, float]]]]  # size -> scenario -> c -> figure
+
+
+def scenarios(sizes: dict[str, tuple[int, list[str]]], total: int, now: datetime) -> Any:
+    """Per scenario name, per size: the paths wrk draws from."""
+    out: dict[str, dict[str, list[str]]] = {}
+    cursors = {size: halfway_cursors(first, total, now) for size, (first, _) in sizes.items()}
+    for label in LISTS:
+        base = f"/action-items?{label}&limit=50"
+        out[f"{label} first"] = {size: [base] for size in sizes}
+        out[f"{label} half"] = {size: [f"{base}&cursor={cursors[size][label]}"] for size in sizes}
+    out["get"] = {size: [f"/action-items/{i}" for i in ids] for size, (_, ids) in sizes.items()}
     return out
 
 
-def measure_size(
-    url: str,
-    first: int,
-    total: int,
-    now: datetime,
-    ids: list[str],
+def warm_up(
+    urls: dict[str, str], plan: dict[str, dict[str, list[str]]], headers: dict[str, str]
+) -> None:
+    """One second of each scenario on each size: caches, connections, the list origin."""
+    for per_size in plan.values():
+        for size, paths in per_size.items():
+            wrk.run(urls[size], paths_script(paths, headers), 1, 1)
+
+
+def measure_interleaved(
+    urls: dict[str, str],
+    plan: dict[str, dict[str, list[str]]],
+    rounds: int,
     seconds: float,
     headers: dict[str, str],
-) -> dict[str, Any]:
-    figures: dict[str, Any] = {}
-    cursors = halfway_cursors(first, total, now)
-    for label in LISTS:
-        base = f"/action-items?{label}&limit=50"
-        figures[f"{label} first"] = measure(url, f"{label} first page", [base], seconds, headers)
-        figures[f"{label} half"] = measure(
-            url, f"{label} page halfway", [f"{base}&cursor={cursors[label]}"], seconds, headers
-        )
-    figures["get"] = measure(
-        url, "get by id", [f"/action-items/{i}" for i in ids], seconds, headers
-    )
-    return figures
+) -> Figures:
+    """Every scenario at 1 and 16 connections, the sizes taken in turn within each round
+    (so a change of load on the machine hits both), ``rounds`` times; the median of the
+    rounds' p50, p99 and rate."""
+    runs: dict[str, dict[str, dict[str, list[Any]]]] = {}
+    for round_ in range(rounds):
+        for name, per_size in plan.items():
+            for connections in ("1", "16"):
+                for size, paths in per_size.items():
+                    result = wrk.run(
+                        urls[size], paths_script(paths, headers), int(connections), seconds
+                    )
+                    if result.errors or not result.ok:
+                        raise RuntimeError(f"{name} at {size}, c={connections}: {result}")
+                    runs.setdefault(size, {}).setdefault(name, {}).setdefault(
+                        connections, []
+                    ).append(result)
+                    print(
+                        f"  round {round_ + 1} {size:5} {name:36} c={connections:<2} "
+                        f"p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms  "
+                        f"{result.rate:6.0f}/s",
+                        flush=True,
+                    )
+    return {
+        size: {
+            name: {
+                c: {
+                    "p50": statistics.median(r.p50_ms for r in results),
+                    "p99": statistics.median(r.p99_ms for r in results),
+                    "rate": statistics.median(r.rate for r in results),
+                }
+                for c, results in per_c.items()
+            }
+            for name, per_c in per_name.items()
+        }
+        for size, per_name in runs.items()
+    }
 
 
 @contextlib.contextmanager
@@ -212,7 +245,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=1_000_000)
     parser.add_argument("--small", type=int, default=10_000)
-    parser.add_argument("--seconds", type=float, default=5)
+    parser.add_argument("--seconds", type=float, default=4, help="per wrk run")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--commands", type=int, default=20_000)
     parser.add_argument("--spread-items", type=int, default=10_000)
     parser.add_argument(
@@ -235,39 +269,41 @@ def main() -> None:
     print(f"wrk ceiling (16 connections, trivial server): {ceiling.rate:,.0f}/s", flush=True)
 
     client: MongoClient[dict[str, Any]] = MongoClient(args.mongodb_uri)
-    with own_topics(args.bootstrap, args.mongodb_uri, LOG_LEVEL="WARNING") as (_, env):
-        db = client[env["MONGODB_DATABASE"]]
-        model = active_read_model(db)
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        api = query_api_process({**auth_env(), **env}, port, logs).start(60)
-        assert api.process is not None
-        results: dict[str, Any] = {}
-        try:
-            with sampled(api.process.pid) as api_rss:
-                seconds = load(model, total - small, total, total, now)
-                model.ensure_indexes()
-                print(f"loaded {small:,} items in {seconds:.1f} s", flush=True)
-                ids = [str(d["_id"]) for d in model.items.find({}, {"_id": 1}).limit(2000)]
-                results["small"] = measure_size(
-                    url, total - small, total, now, ids, args.seconds, headers
-                )
-                api_rss_small = api_rss.samples[-1][1]
-                for name in LIST_INDEXES:
-                    model.items.drop_index(name)
-                seconds = load(model, 0, total - small, total, now)
-                started = time.perf_counter()
-                model.ensure_indexes()
-                print(
-                    f"loaded {total - small:,} more items in {seconds:.1f} s, "
-                    f"indexes in {time.perf_counter() - started:.1f} s",
-                    flush=True,
-                )
-                results["large"] = measure_size(url, 0, total, now, ids, args.seconds, headers)
-        finally:
-            api.stop()
-            client.drop_database(db.name)
-    api_samples = [m for _, m in api_rss.samples]
+    sizes = {"small": total - small, "large": 0}  # first item of each read model
+    with contextlib.ExitStack() as stack:
+        urls, apis, models = {}, {}, {}
+        for size in sizes:
+            _, env = stack.enter_context(
+                own_topics(args.bootstrap, args.mongodb_uri, LOG_LEVEL="WARNING")
+            )
+            models[size] = active_read_model(client[env["MONGODB_DATABASE"]])
+            stack.callback(client.drop_database, env["MONGODB_DATABASE"])
+            port = free_port()
+            urls[size] = f"http://127.0.0.1:{port}"
+            apis[size] = query_api_process({**auth_env(), **env}, port, logs).start(60)
+            stack.callback(apis[size].stop)
+        samplers = {
+            size: stack.enter_context(sampled(api.process.pid))
+            for size, api in apis.items()
+            if api.process is not None
+        }
+        ids: dict[str, tuple[int, list[str]]] = {}
+        for size, first in sizes.items():
+            seconds = load(models[size], first, total, total, now)
+            started = time.perf_counter()
+            models[size].ensure_indexes()
+            print(
+                f"{size}: loaded {total - first:,} items in {seconds:.1f} s, "
+                f"indexes in {time.perf_counter() - started:.1f} s",
+                flush=True,
+            )
+            found = models[size].items.find({}, {"_id": 1}).limit(2000)
+            ids[size] = (first, [str(d["_id"]) for d in found])
+        plan = scenarios(ids, total, now)
+        warm_up(urls, plan, headers)
+        settled = {size: sampler.samples[-1][1] for size, sampler in samplers.items()}
+        results = measure_interleaved(urls, plan, args.rounds, args.seconds, headers)
+    api_rss = {size: (settled[size], [m for _, m in s.samples]) for size, s in samplers.items()}
 
     print(f"projector: {args.commands:,} commands to one item", flush=True)
     hot_rate, hot_size, hot_rss = apply_rate(
@@ -308,15 +344,15 @@ def main() -> None:
         f"| busiest item document after {args.commands:,} commands | {hot_size:,} B | | | "
         f"< 65,536 B | {verdict(hot_size < 65_536)} |"
     )
-    for name, samples, settled in (
-        ("query API", api_samples, api_rss_small),
+    for name, samples, settled_mib in (
+        *((f"query API ({size})", samples, at) for size, (at, samples) in api_rss.items()),
         ("projector (one item)", hot_rss, hot_rss[len(hot_rss) // 4] if hot_rss else 0.0),
         ("projector (spread)", spread_rss, spread_rss[len(spread_rss) // 4] if spread_rss else 0.0),
     ):
         peak = max(samples, default=0.0)
-        growth = peak / settled if settled else float("inf")
+        growth = peak / settled_mib if settled_mib else float("inf")
         print(
-            f"| RSS {name}: peak vs settled | {settled:.0f} MiB | {peak:.0f} MiB | "
+            f"| RSS {name}: peak vs settled | {settled_mib:.0f} MiB | {peak:.0f} MiB | "
             f"{growth:.2f} | <= 1.2 | {verdict(growth <= 1.2)} |"
         )
     print(
@@ -328,4 +364,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
