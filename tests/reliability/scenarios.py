@@ -102,6 +102,7 @@ def s5_store_down(suite: Suite) -> list[Row]:
             w = st.window("store down")
             suite.store.kill()
             time.sleep(down)
+            restart_at = st.clock.now()  # probes after this may see the store coming back
             suite.store.start(timeout=60)
             backlog = st.end(w)
             row.run = f"{RATE:.0f} writes/s + 5 reads/s; FerretDB SIGKILL, down {down} s, restarted"
@@ -111,7 +112,7 @@ def s5_store_down(suite: Suite) -> list[Row]:
             assert w.end is not None
             settle = 5.0  # the services notice within their store timeout (2 s) and a probe
             for name in ("projector", "query"):
-                during = sampler.between(name, w.start + settle, w.end)
+                during = sampler.between(name, w.start + settle, restart_at)
                 row.expect(
                     f"{name} /readyz 503 while the store is down "
                     f"({during.count(503)}/{len(during)} samples)",
