@@ -22,6 +22,7 @@ import json
 import logging
 import re
 import sys
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -186,7 +187,16 @@ def _scopes(claims: dict[str, Any]) -> frozenset[str]:
 
 
 class Authenticator:
-    """Verifies bearer tokens with a fixed set of keys; ``disabled`` lets everyone in."""
+    """Verifies bearer tokens with a fixed set of keys; ``disabled`` lets everyone in.
+
+    A token that verified is remembered (at most ``VERIFIED_CACHE`` of them, the
+    oldest forgotten first) with its caller and ``exp``: the same token again is
+    not checked a second time, only its expiry is (with the leeway). The keys are
+    fixed for the process, so the outcome could not differ; it spares the
+    signature check (ES256: about 8% of a write's CPU in the make bench profile).
+    """
+
+    VERIFIED_CACHE = 4096
 
     def __init__(
         self,
@@ -205,6 +215,7 @@ class Authenticator:
         if not self.keys and not disabled:
             raise ConfigError("AUTH_JWKS_FILE", "no verification key configured")
         self.algorithms = frozenset(k.algorithm for k in self.keys)
+        self._verified: dict[str, tuple[Caller, float]] = {}
 
     @classmethod
     def from_settings(cls, settings: AuthSettings) -> Authenticator:
@@ -233,6 +244,21 @@ class Authenticator:
 
     def verify(self, token: str) -> Caller:
         """The caller a token authenticates, or InvalidToken with the reason (for the log)."""
+        known = self._verified.get(token)
+        if known is not None:
+            caller, expires = known
+            if time.time() <= expires + self.leeway:
+                return caller
+            self._verified.pop(token, None)
+            raise InvalidToken("expired")
+        caller, expires = self._check(token)
+        if len(self._verified) >= self.VERIFIED_CACHE:
+            self._verified.pop(next(iter(self._verified)), None)
+        self._verified[token] = (caller, expires)
+        return caller
+
+    def _check(self, token: str) -> tuple[Caller, float]:
+        """Every check of a token not seen before: (its caller, its exp)."""
         if len(token) > MAX_TOKEN_CHARS:
             raise InvalidToken("token too long")
         try:
@@ -282,7 +308,7 @@ class Authenticator:
             sub = claims.get("sub")
             if not isinstance(sub, str) or not _SUB_RE.fullmatch(sub):
                 raise InvalidToken("sub is not 1..255 visible ASCII characters")
-            return Caller(sub, _scopes(claims))
+            return Caller(sub, _scopes(claims)), float(claims["exp"])
         raise InvalidToken("signature does not verify with any configured key")
 
 
