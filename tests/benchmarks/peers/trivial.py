@@ -12,6 +12,7 @@ import asyncio
 import multiprocessing
 import signal
 import sys
+from typing import Any
 
 ANSWER = (
     b"HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\n"
@@ -22,11 +23,10 @@ ANSWER = (
 class Canned(asyncio.Protocol):
     def __init__(self) -> None:
         self.buffer = b""
-        self.transport: asyncio.Transport | None = None
+        self.transport: Any = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # asyncio's or uvloop's TCP transport
 
     def data_received(self, data: bytes) -> None:
         buffer = self.buffer + data
