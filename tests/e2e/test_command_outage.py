@@ -227,8 +227,8 @@ def test_a_late_ack_is_answered_from_memory_then_deduplicated_by_the_projector(
     assert outage.api.metric("command_api_retries_from_memory_total") == replays + 1
     assert len(outage.records()[command_id]) == 1
 
-    # Without the memory (a restarted API), the retry is produced again: two copies under
-    # one key on the log, and the projector applies the command once.
+    # Without the memory (a restarted API), the retry is produced again: two copies, each
+    # under a record key of its own, and the projector applies the command once.
     outage.restart_api()
     again = outage.api.patch(item, {"title": "once"}, idempotency_key="late-1")
     assert again.status_code == 202, again.text
