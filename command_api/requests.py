@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr
 
-from domain.commands import Priority, Status
+from domain.commands import NOT_NULLABLE, PATCHABLE_FIELDS, Priority, Status
 from domain.limits import (
     ASSIGNEE_MAX,
     DATE_PATTERN,
@@ -74,7 +74,7 @@ class CreateActionItemRequest(_Strict):
     tags: Tags = Field(default_factory=list)
 
 
-NOT_NULLABLE = ("title", "priority", "status", "tags")
+CLEARABLE = [name for name in PATCHABLE_FIELDS if name not in NOT_NULLABLE]
 
 
 def _patch_schema(schema: dict[str, Any]) -> None:
@@ -93,7 +93,7 @@ def _patch_schema(schema: dict[str, Any]) -> None:
     schema["minProperties"] = 1
     schema["description"] = (
         "A JSON merge patch (RFC 7396): only the members present change; null clears "
-        "description, assignee and dueDate. An empty patch is a 422."
+        f"{', '.join(CLEARABLE[:-1])} and {CLEARABLE[-1]}. An empty patch is a 422."
     )
 
 

@@ -71,7 +71,7 @@ def write_router(
         data = await read_json_object(request, JSON_TYPES, max_body_bytes)
         body: CreateActionItemRequest = validated(CreateActionItemRequest, data)
         caller = caller_of(request).sub
-        draft = draft_of(create_payload(body), body.model_dump(mode="json"), None, hdrs, caller)
+        draft = draft_of(create_payload(body), None, hdrs, caller)
         return await accept(draft, hdrs, response)
 
     @router.patch(
@@ -93,9 +93,8 @@ def write_router(
         if violations:
             raise validation_problem(violations)
         body: UpdateActionItemRequest = validated(UpdateActionItemRequest, data)
-        changed = body.model_dump(mode="json", include=body.model_fields_set)
         caller = caller_of(request).sub
-        draft = draft_of(update_payload(body), changed, str(actionItemId), hdrs, caller)
+        draft = draft_of(update_payload(body), str(actionItemId), hdrs, caller)
         return await accept(draft, hdrs, response)
 
     return router
@@ -113,14 +112,11 @@ def validated(model: type[BaseModel], data: dict[str, Any]) -> Any:
         raise validation_problem(errors) from None
 
 
-def draft_of(
-    payload: Any, body: dict[str, Any], item: str | None, hdrs: WriteHeaders, caller: str
-) -> Draft:
+def draft_of(payload: Any, item: str | None, hdrs: WriteHeaders, caller: str) -> Draft:
     """The command's builder; ``caller`` is the token's sub, which scopes the Idempotency-Key."""
     return partial(
         build_command,
         payload,
-        body,
         action_item_id=item,
         caller=caller,
         client_id=hdrs.client_id,

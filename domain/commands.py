@@ -22,6 +22,8 @@ class Status(StrEnum):
 
 
 PATCHABLE_FIELDS = ("title", "description", "assignee", "priority", "dueDate", "tags", "status")
+# The fields a patch cannot clear (a null for them is refused by the API and by the codec).
+NOT_NULLABLE = ("title", "priority", "status", "tags")
 
 
 @dataclass(frozen=True)

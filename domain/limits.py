@@ -6,7 +6,10 @@ their schema and run these checks; nothing here knows about HTTP.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Mapping
 from datetime import date
+from typing import Any
 
 TITLE_MAX = 200
 DESCRIPTION_MAX = 10_000
@@ -48,3 +51,42 @@ def unique(tags: list[str]) -> list[str]:
     if len(set(tags)) != len(tags):
         raise ValueError("tags must not repeat")
     return tags
+
+
+def _due_date(value: str) -> str:
+    return real_date(value) if re.fullmatch(DATE_PATTERN, value) else real_date("x")
+
+
+# The checks of the fields that have one, by the field's name in the command: a value that
+# raises ValueError breaks the contract (its message is the reason).
+FIELD_CHECKS: dict[str, Callable[[Any], object]] = {
+    "title": trimmed_title,
+    "dueDate": _due_date,
+    "tags": lambda v: unique(list(v)),
+}
+
+
+def field_violations(values: Mapping[str, Any]) -> list[str]:
+    """What among these command field values the contract forbids (empty when nothing).
+
+    A None is never a violation here: whether a field may be null is the
+    command's rule (domain.commands.NOT_NULLABLE), not the field's limit.
+    """
+    out: list[str] = []
+    for name, value in values.items():
+        if value is None:
+            continue
+        try:
+            if name in FIELD_CHECKS:
+                FIELD_CHECKS[name](value)
+        except ValueError as exc:
+            out.append(f"{name}: {exc}")
+        if name == "description" and len(value) > DESCRIPTION_MAX:
+            out.append(f"description longer than {DESCRIPTION_MAX}")
+        if name == "assignee" and not 1 <= len(value) <= ASSIGNEE_MAX:
+            out.append(f"assignee not 1..{ASSIGNEE_MAX} characters")
+        if name == "tags" and (
+            len(value) > TAGS_MAX or any(not 1 <= len(t) <= TAG_MAX for t in value)
+        ):
+            out.append(f"more than {TAGS_MAX} tags or a tag not 1..{TAG_MAX} characters")
+    return out

@@ -11,32 +11,26 @@ from __future__ import annotations
 import io
 import json
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, fields
 from datetime import UTC, datetime
+from enum import Enum
 from functools import cache
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Any, cast, get_args, get_origin, get_type_hints
 
 import fastavro
 from fastavro.schema import to_parsing_canonical_form
 
 from domain.commands import (
+    NOT_NULLABLE,
     CommandEnvelope,
     CreateActionItem,
-    Priority,
-    Status,
+    Payload,
     UpdateActionItem,
 )
-from domain.limits import (
-    ASSIGNEE_MAX,
-    DATE_PATTERN,
-    DESCRIPTION_MAX,
-    TAG_MAX,
-    TAGS_MAX,
-    real_date,
-    trimmed_title,
-    unique,
-)
+from domain.limits import field_violations
 
 MAGIC = b"\xc3\x01"
 AVRO_DIR = Path(__file__).parent / "avro"
@@ -173,31 +167,73 @@ def _short(name: str) -> str:
     return name.rsplit(".", 1)[-1]
 
 
+# A payload's Avro record has the dataclass's name and its fields under the same names, but
+# for these attributes (a Python name for what the schema spells otherwise).
+_AVRO_NAMES = {"fields_set": "fieldsSet"}
+PAYLOAD_TYPES: dict[str, type[Payload]] = {
+    cls.__name__: cls for cls in (CreateActionItem, UpdateActionItem)
+}
+
+
+def _to_avro(value: object) -> object:
+    """A payload attribute as its Avro datum: enums by value, tuples as arrays, sets sorted."""
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, frozenset):
+        return sorted(value)
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def payload_to_datum(payload: Payload) -> tuple[str, dict[str, Any]]:
+    """(record name, record) of a payload, field by field under the field's name."""
+    body = {
+        _AVRO_NAMES.get(f.name, f.name): _to_avro(getattr(payload, f.name)) for f in fields(payload)
+    }
+    return f"{NAMESPACE}.{type(payload).__name__}", body
+
+
+def _converter(hint: Any) -> Callable[[Any], Any]:
+    """From an Avro datum to the attribute's type (enum, tuple, frozenset; None stays None)."""
+    args = [a for a in get_args(hint) if a is not type(None)]
+    if isinstance(hint, UnionType) and len(args) == 1:
+        inner = _converter(args[0])
+        return lambda v: None if v is None else inner(v)
+    origin = get_origin(hint) or hint
+    if origin in (tuple, frozenset):
+        return cast(Callable[[Any], Any], origin)
+    if isinstance(origin, type) and issubclass(origin, Enum):
+        return origin
+    return lambda v: v
+
+
+def _readers(cls: type[Payload]) -> tuple[tuple[str, str, Any, Callable[[Any], Any]], ...]:
+    """(attribute, Avro name, default or MISSING, converter) for each field of ``cls``."""
+    hints = get_type_hints(cls)
+    return tuple(
+        (f.name, _AVRO_NAMES.get(f.name, f.name), f.default, _converter(hints[f.name]))
+        for f in fields(cls)
+    )
+
+
+_READERS = {name: _readers(cls) for name, cls in PAYLOAD_TYPES.items()}
+
+
+def datum_to_payload(name: str, body: dict[str, Any]) -> Payload:
+    """The payload of a record: each field by its name; one the reader schema lacks (an
+    older reader) takes the dataclass's default."""
+    cls = PAYLOAD_TYPES.get(_short(name))
+    if cls is None:
+        raise DecodeError(f"unknown payload type {name}")
+    values = {
+        attr: convert(body[key] if default is MISSING else body.get(key, default))
+        for attr, key, default, convert in _READERS[cls.__name__]
+    }
+    return cls(**values)
+
+
 def envelope_to_datum(envelope: CommandEnvelope) -> dict[str, Any]:
-    payload = envelope.payload
-    body: dict[str, Any]
-    if isinstance(payload, CreateActionItem):
-        record_name = f"{NAMESPACE}.CreateActionItem"
-        body = {
-            "title": payload.title,
-            "description": payload.description,
-            "assignee": payload.assignee,
-            "priority": str(payload.priority),
-            "dueDate": payload.dueDate,
-            "tags": list(payload.tags),
-        }
-    else:
-        record_name = f"{NAMESPACE}.UpdateActionItem"
-        body = {
-            "fieldsSet": sorted(payload.fields_set),
-            "title": payload.title,
-            "description": payload.description,
-            "assignee": payload.assignee,
-            "priority": str(payload.priority) if payload.priority is not None else None,
-            "dueDate": payload.dueDate,
-            "tags": list(payload.tags) if payload.tags is not None else None,
-            "status": str(payload.status) if payload.status is not None else None,
-        }
     datum: dict[str, Any] = {
         "commandId": envelope.command_id,
         "actionItemId": envelope.action_item_id,
@@ -208,7 +244,7 @@ def envelope_to_datum(envelope: CommandEnvelope) -> dict[str, Any]:
         "expectedVersion": envelope.expected_version,
         "clientId": envelope.client_id,
         "caller": envelope.caller,
-        "payload": (record_name, body),
+        "payload": payload_to_datum(envelope.payload),
     }
     datum.update(envelope.extra)
     return datum
@@ -231,29 +267,7 @@ _ENVELOPE_FIELDS = {
 def datum_to_envelope(datum: dict[str, Any]) -> CommandEnvelope:
     try:
         name, body = datum["payload"]
-        payload: CreateActionItem | UpdateActionItem
-        if _short(name) == "CreateActionItem":
-            payload = CreateActionItem(
-                title=body["title"],
-                description=body["description"],
-                assignee=body["assignee"],
-                priority=Priority(body["priority"]),
-                dueDate=body["dueDate"],
-                tags=tuple(body["tags"]),
-            )
-        elif _short(name) == "UpdateActionItem":
-            payload = UpdateActionItem(
-                fields_set=frozenset(body["fieldsSet"]),
-                title=body["title"],
-                description=body["description"],
-                assignee=body["assignee"],
-                priority=Priority(body["priority"]) if body["priority"] is not None else None,
-                dueDate=body["dueDate"],
-                tags=tuple(body["tags"]) if body["tags"] is not None else None,
-                status=Status(body["status"]) if body["status"] is not None else None,
-            )
-        else:
-            raise DecodeError(f"unknown payload type {name}")
+        payload = datum_to_payload(name, body)
         broken = contract_violations(payload)
         if broken:
             raise DecodeError(f"payload breaks the contract's limits: {'; '.join(broken)}")
@@ -279,10 +293,7 @@ def datum_to_envelope(datum: dict[str, Any]) -> CommandEnvelope:
         raise DecodeError(f"command does not have the expected shape: {exc!r}") from exc
 
 
-_NOT_NULLABLE = ("title", "priority", "status", "tags")
-
-
-def contract_violations(payload: CreateActionItem | UpdateActionItem) -> list[str]:
+def contract_violations(payload: Payload) -> list[str]:
     """What in a well-formed datum the command API would never have accepted (empty when none).
 
     Such a record (written by something else, or by an API with a hole) is not
@@ -295,35 +306,8 @@ def contract_violations(payload: CreateActionItem | UpdateActionItem) -> list[st
             out.append("an update that sets no field")
         values = {name: getattr(payload, name) for name in payload.fields_set}
         out += [
-            f"{name} is null" for name in _NOT_NULLABLE if name in values and values[name] is None
+            f"{name} is null" for name in NOT_NULLABLE if name in values and values[name] is None
         ]
     else:
-        values = {
-            "title": payload.title,
-            "description": payload.description,
-            "assignee": payload.assignee,
-            "dueDate": payload.dueDate,
-            "tags": payload.tags,
-        }
-    checks: dict[str, Any] = {
-        "title": trimmed_title,
-        "dueDate": lambda v: real_date(v) if re.fullmatch(DATE_PATTERN, v) else real_date("x"),
-        "tags": lambda v: unique(list(v)),
-    }
-    for name, value in values.items():
-        if value is None:
-            continue
-        try:
-            if name in checks:
-                checks[name](value)
-        except ValueError as exc:
-            out.append(f"{name}: {exc}")
-        if name == "description" and len(value) > DESCRIPTION_MAX:
-            out.append(f"description longer than {DESCRIPTION_MAX}")
-        if name == "assignee" and not 1 <= len(value) <= ASSIGNEE_MAX:
-            out.append(f"assignee not 1..{ASSIGNEE_MAX} characters")
-        if name == "tags" and (
-            len(value) > TAGS_MAX or any(not 1 <= len(t) <= TAG_MAX for t in value)
-        ):
-            out.append(f"more than {TAGS_MAX} tags or a tag not 1..{TAG_MAX} characters")
-    return out
+        values = {f.name: getattr(payload, f.name) for f in fields(payload)}
+    return out + field_violations(values)

@@ -4,8 +4,9 @@
 the codec wrote for them with every schema version, and requests with the
 payloadHash/commandId/actionItemId they were given. Both were produced by the
 code of commit aff64b9 (before the codec and the payload mapping went by field
-name), so the tests that read them prove that later code writes the same bytes
-and derives the same ids. Regenerate (``python -m tests.unit.golden_commands``)
+name; build_command then took the hashed body from the route), so the tests
+that read them prove that later code writes the same bytes and derives the
+same ids. Regenerate (``python -m tests.unit.golden_commands``)
 only for a deliberate change of the wire format or of the identity rules.
 """
 
@@ -218,7 +219,6 @@ def identities() -> list[dict[str, Any]]:
                     body = CreateActionItemRequest.model_validate(request)
                     command = build_command(
                         create_payload(body),
-                        body.model_dump(mode="json"),
                         action_item_id=None,
                         caller=caller,
                         idempotency_key=key,
@@ -230,7 +230,6 @@ def identities() -> list[dict[str, Any]]:
                     patch = UpdateActionItemRequest.model_validate(request)
                     command = build_command(
                         update_payload(patch),
-                        patch.model_dump(mode="json", include=patch.model_fields_set),
                         action_item_id=ITEM,
                         caller=caller,
                         idempotency_key=key,
