@@ -61,16 +61,20 @@ class ProjectionWatcher:
             with contextlib.suppress(ValueError):
                 self._waiters.remove(entry)
 
+    def _pending(self) -> bool:
+        return any(not future.done() for _, future in self._waiters)
+
     async def _run(self) -> None:
         while True:
-            if not self._waiters:
+            if not self._pending():
                 self._wake.clear()
                 await self._wake.wait()
             await self._poll()
             for token, future in list(self._waiters):
                 if self._reached(token) and not future.done():
                     future.set_result(None)
-            await asyncio.sleep(self._interval)
+            if self._pending():
+                await asyncio.sleep(self._interval)
 
     async def _poll(self) -> None:
         POSITION_POLLS.inc()

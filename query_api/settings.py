@@ -9,7 +9,8 @@ from servicekit.settings import CommonSettings
 
 class QueryApiSettings(CommonSettings):
     consistency_wait_seconds: float = Field(5.0, gt=0, le=60)
-    position_poll_seconds: float = Field(0.02, gt=0, le=5)
+    # while a Consistency-Token request waits: one positions query this often (none otherwise)
+    position_poll_seconds: float = Field(0.005, gt=0, le=5)
     generation_cache_seconds: float = Field(0.5, ge=0, le=60)
     retry_after_seconds: int = Field(1, ge=1, le=3600)
     mongodb_timeout_ms: int = Field(3000, ge=100, le=120_000)
