@@ -17,6 +17,7 @@ from projector.dead_letters import DeadLetters, dlq_producer_config
 from projector.handover import HandoverControl, HandoverGate
 from projector.health import Health
 from projector.loop import ProjectorLoop
+from projector.parking import ParkingLot
 from projector.settings import ProjectorSettings
 from projector.store import ProjectionStore
 from servicekit.store_client import store_client
@@ -70,5 +71,6 @@ def build_projector(settings: ProjectorSettings, stop: threading.Event) -> Proje
         stop,
         HandoverGate(HandoverControl(client[settings.mongodb_database]), stop),
         lag,
+        ParkingLot(client, settings.mongodb_database),
     )
     return Projector(settings, loop, health, stop, client, producer)

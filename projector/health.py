@@ -50,6 +50,7 @@ class Health:
     store_stall_seconds: float = 6.0
     dead_letter_error: str | None = None
     held: tuple[str, ...] = ()
+    parked: tuple[str, ...] = ()  # one line per parked item (projector/parking.py)
 
     def problems(self) -> list[str]:
         out = []
@@ -63,4 +64,5 @@ class Health:
         if self.dead_letter_error:
             out.append(f"dead-letter topic not taking records: {self.dead_letter_error}")
         out.extend(self.held)
+        out.extend(self.parked)
         return out

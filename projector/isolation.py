@@ -1,15 +1,21 @@
-"""A batch the store refuses (not an outage): apply it partition by partition, then record by
-record, to find the first record each partition cannot get past; the rest goes through.
+"""A batch the store refuses (not an outage): find what it refuses, let the rest through.
+
+With parking (``apply_or_park``, what `projector run` does): bisect by item
+(projector/parking.py) and park the refused items; every other item goes on.
+Without (``apply_or_isolate``, kept for a loop built without a parking lot):
+apply it partition by partition, then record by record, to find the first
+record each partition cannot get past.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, fields
 
 from domain.planning import BatchPlan, CommandRecord
 from projector import metrics
+from projector.parking import find_culprits
 from projector.ports import Projection
 from servicekit.store_errors import StoreRejected, StoreUnavailable
 
@@ -22,6 +28,8 @@ class StoredBatch:
 
     plan: BatchPlan
     refused: dict[int, tuple[CommandRecord, str]] = field(default_factory=dict)
+    # item id -> its records of the batch (log order) and why they wait: to be parked
+    parked: dict[str, tuple[list[CommandRecord], str]] = field(default_factory=dict)
 
 
 def error_text(exc: BaseException) -> str:
@@ -44,6 +52,44 @@ def apply_or_isolate(projection: Projection, records: list[CommandRecord]) -> St
             exc_info=not isinstance(exc, StoreRejected),  # a trace only for the unexpected
         )
         return isolate(projection, records)
+
+
+def apply_or_park(
+    projection: Projection,
+    records: list[CommandRecord],
+    parked_items: Collection[str],
+    on_step: Callable[[], None] = lambda: None,
+) -> StoredBatch:
+    """Apply the batch; the records of parked items wait behind them; when the store refuses,
+    bisect by item and park the refused items. ``StoreUnavailable`` goes through."""
+    waiting: dict[str, list[CommandRecord]] = {}
+    rest: list[CommandRecord] = []
+    for record in records:
+        item = record.command.action_item_id
+        (waiting.setdefault(item, []) if item in parked_items else rest).append(record)
+    parked = {item: (recs, "parked behind an earlier command") for item, recs in waiting.items()}
+    if not rest:
+        return StoredBatch(BatchPlan(), parked=parked)
+    try:
+        return StoredBatch(projection.apply(rest), parked=parked)
+    except StoreUnavailable:
+        raise
+    except Exception as exc:
+        ping_or_outage(projection, exc)
+        log.error(
+            "the store refused the batch for a reason other than an outage; "
+            "bisecting it by item to park the refused items, the others go on",
+            extra={"records": len(rest), "error": error_text(exc)},
+            exc_info=not isinstance(exc, StoreRejected),
+        )
+        found = find_culprits(projection, rest, error_text(exc), on_step)
+    for item, error in found.refused.items():
+        parked[item] = ([r for r in rest if r.command.action_item_id == item], error)
+    log.info(
+        "bisected a refused batch by item",
+        extra={"records": len(rest), "applies": found.applies, "refused": sorted(found.refused)},
+    )
+    return StoredBatch(merge_plans(found.plans), parked=parked)
 
 
 def ping_or_outage(projection: Projection, cause: Exception) -> None:

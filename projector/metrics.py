@@ -46,3 +46,15 @@ COMMIT_FAILURES = Counter(
     "projector_commit_failures_total",
     "Offset commits that failed (the records are redelivered and skipped by the guards)",
 )
+PARKED_ITEMS = Gauge(
+    "projector_parked_items",
+    "Items whose writes the store refuses: their commands wait in the store, in order",
+)
+PARKED_ITEM = Gauge(
+    "projector_parked_item",
+    "1 for each parked item (by item id and partition); see /readyz for the reason",
+    ["item", "partition"],
+)
+PARKED_COMMANDS = Counter(
+    "projector_parked_commands_total", "Records parked behind a refused item's write"
+)

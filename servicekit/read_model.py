@@ -1,6 +1,6 @@
 """Where the read model lives in the store, shared by the projector (writer) and the query API.
 
-A read model is a *generation* of five collections. The active generation is
+A read model is a *generation* of seven collections. The active generation is
 named by one pointer document, so a rebuild can build a new generation beside
 the live one and swap it in with a single-document update (atomic on any
 MongoDB-wire store, no transaction needed).
@@ -76,6 +76,16 @@ class ReadModel:
         """Idempotency-Key claims: _id = "<key hash>:<partition>" -> the command that used it."""
         return self.db[self._name("idempotency_keys")]
 
+    @property
+    def parked_commands(self) -> StoreCollection:
+        """Records of parked items, waiting in log order: _id = "<partition>:<offset>"."""
+        return self.db[self._name("parked_commands")]
+
+    @property
+    def parked_items(self) -> StoreCollection:
+        """Items whose writes the store refuses (projector/parking.py): _id = item id."""
+        return self.db[self._name("parked_items")]
+
     def collection_names(self) -> list[str]:
         return [
             self.items.name,
@@ -83,6 +93,8 @@ class ReadModel:
             self.positions.name,
             self.exceptions.name,
             self.key_claims.name,
+            self.parked_commands.name,
+            self.parked_items.name,
         ]
 
     def ensure_indexes(self) -> None:
@@ -99,6 +111,7 @@ class ReadModel:
                 _drop_index(self.items, name)
         self.commands.create_index([("actionItemId", ASCENDING)], name="by_item")
         self.exceptions.create_index([("itemId", ASCENDING), ("seq", ASCENDING)], name="by_item")
+        self.parked_commands.create_index([("itemId", ASCENDING)], name="by_item")
 
     def drop(self) -> None:
         for name in self.collection_names():
