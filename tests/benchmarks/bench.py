@@ -19,6 +19,7 @@ live (3: projector live apply), rebuild (4), freshness (5), query (6).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
@@ -26,14 +27,17 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from tests.benchmarks import charts, freshness, http_bench, projector_bench, query_bench
 from tests.benchmarks.context import Bench
 from tests.benchmarks.results import DOC, Report
 from tests.benchmarks.stack import (
+    Stack,
     bearer_tokens,
     dev_jwks,
     ensure_stack,
+    own_stack,
     product_uvicorn_flags,
     server_stack,
     stale_product,
@@ -73,10 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         "the rebuild (during their runs): top frames in the table",
     )
     parser.add_argument(
-        "--own-command-api",
+        "--own-stack",
         action="store_true",
-        help="measure a command API started from the working tree (own port and topic) "
-        "instead of the make up one (e.g. while make up runs older code)",
+        help="measure the three services of this working tree on free ports (own topics and "
+        "database, same broker and store) instead of the make up ones (which may run older code)",
     )
     parser.add_argument("--no-doc", action="store_true", help="do not touch docs/performance.md")
     args = parser.parse_args(argv)
@@ -100,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         ("query_api", "query-api"),
         ("projector", "projector"),
     ):
-        changed = stale_product(package, service)
+        changed = [] if args.own_stack else stale_product(package, service)
         if changed:
             print(
                 f"bench: WARNING: {service} of make up started before {len(changed)} source "
@@ -121,7 +125,29 @@ def main(argv: list[str] | None = None) -> int:
         "wrk": wrk_version.strip(),
         "measurements": wanted,
         "python": sys.version.split()[0],
+        "product": "own stack of the working tree" if args.own_stack else "make up stack",
     }
+    with contextlib.ExitStack() as cleanup:
+        product = (
+            cleanup.enter_context(own_stack(stack, str(jwks or ""), flags, logs))
+            if args.own_stack
+            else stack
+        )
+        return run(args, wanted, product, out, logs, flags, meta, tokens, str(jwks or ""))
+    return 1
+
+
+def run(
+    args: argparse.Namespace,
+    wanted: list[str],
+    stack: Stack,
+    out: Path,
+    logs: Path,
+    flags: list[str],
+    meta: dict[str, Any],
+    tokens: list[str],
+    jwks: str,
+) -> int:
     bench = Bench(
         stack,
         args.quick,
@@ -132,8 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         meta["server"],
         args.profile,
         tokens,
-        str(jwks or ""),
-        args.own_command_api,
+        jwks,
     )
     print(
         f"bench: {', '.join(wanted)}{' (quick)' if args.quick else ''}; load average "

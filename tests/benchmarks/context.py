@@ -32,8 +32,6 @@ class Bench:
     tokens: list[str] = field(default_factory=list)
     # the key set the product verifies with (the peers verify with it too)
     jwks: str = ""
-    # measure a command API of the working tree (own port and topic) instead of make up's
-    own_command_api: bool = False
     # the best HTTP rate any server reached in this run (the generator must do 3x that)
     best_rate: float = 0.0
     best_rate_what: str = ""

@@ -22,7 +22,6 @@ from tests.benchmarks import profile, wrk
 from tests.benchmarks.context import CREATE_BODY, Bench
 from tests.benchmarks.results import Section, Target, ms
 from tests.benchmarks.stack import (
-    service_pid,
     trivial_server,
     uvicorn_server,
     wait_projector_idle,
@@ -139,7 +138,6 @@ def writes(bench: Bench, peer: bool = True, sync: bool = True) -> None:
         del results[SYNC]
     print("writes: POST /action-items, product vs peer vs synchronous store write", flush=True)
     with (
-        contextlib.ExitStack() as own,
         bench.own_topic("peer") as topic,
         _sync_database(bench) as database,
         uvicorn_server(
@@ -159,24 +157,7 @@ def writes(bench: Bench, peer: bool = True, sync: bool = True) -> None:
             bench.logs,
         ) as sync_url,
     ):
-        product_url, product_pid = stack.command_url, service_pid("command-api")
-        if bench.own_command_api:
-            product_topic = own.enter_context(bench.own_topic("commands"))
-            product_url = own.enter_context(
-                uvicorn_server(
-                    "command_api.app:app",
-                    bench.flags,
-                    {
-                        "COMMANDS_TOPIC": product_topic,
-                        "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap,
-                        "AUTH_JWKS_FILE": bench.jwks,
-                        "LOG_LEVEL": "INFO",
-                    },
-                    bench.logs,
-                )
-            )
-            product_pid = peer_pid(product_url)
-            print(f"  the command API of this working tree at {product_url}, own topic")
+        product_url, product_pid = stack.command_url, stack.pid("command-api")
         urls = {
             PRODUCT: f"{product_url}/action-items",
             PEER: f"{peer_url}/action-items",
@@ -189,7 +170,7 @@ def writes(bench: Bench, peer: bool = True, sync: bool = True) -> None:
         for c in LEVELS:
             for name in chosen:
                 url = urls[name]
-                if name == PRODUCT and not bench.own_command_api:
+                if name == PRODUCT:
                     # the shared projector digests earlier load first: it shares the cores
                     wait_projector_idle(stack)
                 results[name].append(bench.load(url, script, c, name))

@@ -35,6 +35,7 @@ class Profile:
     samples: int
     inclusive: list[tuple[str, float]]
     own: list[tuple[str, float]]
+    packages: list[tuple[str, float]]  # own time by package (native code: "(native)")
 
     def markdown(self, top: int = 15) -> str:
         out = [
@@ -44,9 +45,18 @@ class Profile:
             "|---|---|---|",
         ]
         own = dict(self.own)
+        # the frames every request passes through (the middleware chain) say nothing: skip
+        # frames in more than half of the samples
+        telling = [(f, s) for f, s in self.inclusive if s <= 0.5]
         out.extend(
             f"| `{frame}` | {share:.1%} | {own.get(frame, 0.0):.1%} |"
-            for frame, share in self.inclusive[:top]
+            for frame, share in telling[:top]
+        )
+        out.append("")
+        out.append(
+            "Own time by package: "
+            + ", ".join(f"{name} {share:.0%}" for name, share in self.packages[:12])
+            + "."
         )
         out.append("")
         out.append(
@@ -120,10 +130,23 @@ def summarise(raw: str, what: str) -> Profile:
             inclusive[frame] += count
         own[frames[-1]] += count
     if not total:
-        return Profile(what, 0, [], [])
+        return Profile(what, 0, [], [], [])
+    packages: Counter[str] = Counter()
+    for frame, count in own.items():
+        packages[package(frame)] += count
     return Profile(
         what,
         total,
-        [(f, c / total) for f, c in inclusive.most_common(40)],
+        [(f, c / total) for f, c in inclusive.most_common(60)],
         [(f, c / total) for f, c in own.most_common(20)],
+        [(p, c / total) for p, c in packages.most_common(20)],
     )
+
+
+def package(frame: str) -> str:
+    """`publish (command_api/publisher.py)` -> command_api; no file -> (native)."""
+    if "(" not in frame or frame.startswith("(no Python"):
+        return "(native)"
+    where = frame.rsplit("(", 1)[1].rstrip(")")
+    first = where.split("/", 1)[0]
+    return first.removesuffix(".py") if "/" in where or where.endswith(".py") else where

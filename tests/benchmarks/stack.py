@@ -36,12 +36,17 @@ DEFAULT_FLAGS = ["--timeout-graceful-shutdown", "10"]
 
 @dataclass(frozen=True)
 class Stack:
-    """The running `make up` stack as the bench sees it."""
+    """The product as the bench sees it: the `make up` stack, or one of its own (--own-stack)."""
 
     settings: CommonSettings
     command_url: str = "http://127.0.0.1:8000"
     query_url: str = "http://127.0.0.1:8001"
     projector_url: str = "http://127.0.0.1:8002"
+    # service -> pid when the bench started the services itself (else the make up pid files)
+    pids: dict[str, int] = field(default_factory=dict)
+
+    def pid(self, service: str) -> int | None:
+        return self.pids.get(service) or service_pid(service)
 
     @property
     def bootstrap(self) -> str:
@@ -118,6 +123,74 @@ def ensure_stack() -> Stack:
     finally:
         os.chdir(cwd)
     return Stack(settings)
+
+
+@contextlib.contextmanager
+def own_stack(shared: Stack, jwks: str, flags: list[str], log_dir: Path) -> Iterator[Stack]:
+    """The three services of this working tree on free ports, own topics and database.
+
+    Same broker and store as `make up`; removed afterwards. For measuring code
+    that the running `make up` stack does not run yet.
+    """
+    from confluent_kafka.admin import AdminClient
+
+    from infra.topics import ensure_topics, topic_specs
+
+    suffix = os.urandom(4).hex()
+    ports = {name: free_port() for name in PRODUCT}
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": shared.bootstrap,
+        "MONGODB_URI": shared.mongodb_uri,
+        "MONGODB_DATABASE": f"bench_stack_{suffix}",
+        "COMMANDS_TOPIC": f"bench-{suffix}.commands",
+        "DLQ_TOPIC": f"bench-{suffix}.commands.dlq",
+        "COMMANDS_PARTITIONS": str(shared.settings.commands_partitions),
+        "CONSUMER_GROUP": f"bench-{suffix}-projector",
+        "AUTH_JWKS_FILE": jwks,
+        "QUERY_API_BASE_URL": f"http://127.0.0.1:{ports['query-api']}",
+        "HTTP_PORT": str(ports["projector"]),
+        "LOG_LEVEL": "INFO",
+    }
+    settings = CommonSettings.model_validate({k.lower(): v for k, v in env.items()})
+    admin = AdminClient({"bootstrap.servers": shared.bootstrap})
+    ensure_topics(admin, topic_specs(settings), timeout=60)
+    uvicorn = [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1"]
+    processes = {
+        "command-api": [*uvicorn, "--port", str(ports["command-api"]), "command_api.app:app"],
+        "query-api": [*uvicorn, "--port", str(ports["query-api"]), "query_api.app:app"],
+        "projector": [sys.executable, "-m", "projector.cli", "run"],
+    }
+    started: dict[str, Process] = {}
+    try:
+        for name, args in processes.items():
+            extra = flags if name != "projector" else []
+            started[name] = Process(
+                name,
+                [*args, *extra],
+                env,
+                f"http://127.0.0.1:{ports[name]}",
+                log_dir / f"own-{name}.log",
+            ).start()
+        print(
+            f"bench: own stack of this working tree on ports {ports}, database "
+            f"{env['MONGODB_DATABASE']}"
+        )
+        yield Stack(
+            settings,
+            f"http://127.0.0.1:{ports['command-api']}",
+            f"http://127.0.0.1:{ports['query-api']}",
+            f"http://127.0.0.1:{ports['projector']}",
+            {name: p.pid for name, p in started.items()},
+        )
+    finally:
+        for p in reversed(list(started.values())):
+            p.stop()
+        with contextlib.suppress(Exception):
+            admin.delete_topics([settings.commands_topic, settings.dlq_topic])
+        client: MongoClient[dict[str, Any]] = MongoClient(shared.mongodb_uri)
+        with contextlib.suppress(Exception):
+            client.drop_database(settings.mongodb_database)
+        client.close()
 
 
 def service_pid(name: str) -> int | None:
