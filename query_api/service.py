@@ -7,6 +7,7 @@ into a 400, so the routes stay a few lines each.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -19,6 +20,7 @@ from servicekit.consistency import BadToken, ConsistencyToken
 from servicekit.ops_routes import not_ready
 from servicekit.problems import Problem
 
+log = logging.getLogger("query_api")
 T = TypeVar("T")
 
 
@@ -33,10 +35,12 @@ class QueryService:
         try:
             return await run_in_threadpool(fn, *args)
         except StoreUnavailable as exc:
+            # The driver's text names hosts and topology: it goes to the log, not to the client.
+            log.warning("read failed: store unreachable", extra={"error": str(exc)})
             raise Problem(
                 503,
                 "Service Unavailable",
-                f"the read model store is unreachable ({exc}); nothing was read, retry later",
+                "the read model store is unreachable; nothing was read, retry later",
                 headers={"Retry-After": str(self.settings.retry_after_seconds)},
             ) from None
 
@@ -70,5 +74,6 @@ class QueryService:
         try:
             await run_in_threadpool(self.repository.ping)
         except StoreUnavailable as exc:
-            raise not_ready(["store"], f"store: {exc}", retry_after=5) from None
+            log.warning("not ready: store unreachable", extra={"error": str(exc)})
+            raise not_ready(["store"], "store: unreachable", retry_after=5) from None
         return {"status": "ready"}

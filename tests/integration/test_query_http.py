@@ -278,6 +278,8 @@ def test_store_down_gives_503_problems_and_readyz_names_the_store() -> None:
         response = http.get(f"/action-items/{uuid.uuid4()}")
         assert_problem(response, 503)
         assert response.headers["Retry-After"]
+        # no host name, port or driver text reaches a client
+        assert "127.0.0.1" not in response.text and "Topology" not in response.text
         assert_problem(http.get("/action-items"), 503)
 
 
