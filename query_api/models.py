@@ -38,6 +38,12 @@ class ExceptionEntry(_Closed):
 
 
 class ActionItem(_Closed):
+    # A field added later gets a default here: documents projected before it lack it, and
+    # query_api.repository.public_item answers them with this default. The field stays
+    # required in the published schema (every answer has it). (A comment, not a docstring:
+    # a docstring would become the schema's description.)
+    model_config = ConfigDict(extra="forbid", json_schema_serialization_defaults_required=True)
+
     id: Uuid
     title: str
     description: str | None

@@ -26,6 +26,7 @@ from query_api.listing import (
     store_filter,
     window_end,
 )
+from query_api.models import ActionItem
 from servicekit.read_model import ReadModel, active_generation
 from servicekit.store_errors import StoreUnavailable, guarded
 from servicekit.store_types import StoreClient, StoreCollection
@@ -38,9 +39,20 @@ PUBLIC_ITEM_FIELDS = {"_log": 0, "_idem": 0}
 T = TypeVar("T")
 
 
+# A response field added after documents were projected without it has a default in the
+# response model (query_api/models.py); an older document answers with that default.
+ITEM_DEFAULTS = {
+    name: field.get_default(call_default_factory=True)
+    for name, field in ActionItem.model_fields.items()
+    if not field.is_required()
+}
+
+
 def public_item(doc: dict[str, Any]) -> dict[str, Any]:
     out = {"id": doc["_id"]}
     out.update({k: v for k, v in doc.items() if not k.startswith("_")})
+    for name, value in ITEM_DEFAULTS.items():
+        out.setdefault(name, value)
     return out
 
 
