@@ -26,6 +26,7 @@ from domain.rules import INLINE_EXCEPTIONS, LogPosition
 from projector.apply import apply_batch
 from projector.store import ProjectionStore
 from query_api.app import create_app
+from query_api.models import ActionItem, ExceptionPage
 from query_api.settings import QueryApiSettings
 from servicekit.read_model import active_read_model
 from servicekit.store_types import StoreClient
@@ -97,6 +98,7 @@ def page_through(world: World, item_id: str, limit: int, between: Any = None) ->
         response = world.http.get(f"/action-items/{item_id}/exceptions", params=params)
         assert response.status_code == 200, response.text
         body = response.json()
+        ExceptionPage.model_validate(body)  # what the OpenAPI document says, exactly
         assert len(body["items"]) <= limit
         entries += body["items"]
         cursor = body["nextCursor"]
@@ -130,6 +132,7 @@ def test_more_rejections_than_the_inline_limit_page_once_and_in_order(
     item = world.http.get(f"/action-items/{item_id}")
     assert item.status_code == 200
     assert item.json()["exceptionCount"] == len(rejected)
+    ActionItem.model_validate(item.json())
     inline = item.json()["exceptions"]
     assert [e["commandId"] for e in inline] == rejected[-INLINE_EXCEPTIONS:]
 
