@@ -83,6 +83,14 @@ def apply_or_park(
             exc_info=not isinstance(exc, StoreRejected),
         )
         found = find_culprits(projection, rest, error_text(exc), on_step)
+    every = {r.command.action_item_id for r in rest}
+    if len(every) > 1 and set(found.refused) == every:
+        # not one bad item: the store refuses everything (a full disk, a broken collection);
+        # wait and retry the batch as in an outage rather than park every item
+        raise StoreUnavailable(
+            f"the store refuses the writes of every item of the batch ({len(every)} items), "
+            f"first: {next(iter(found.refused.values()))}"
+        )
     for item, error in found.refused.items():
         parked[item] = ([r for r in rest if r.command.action_item_id == item], error)
     log.info(
