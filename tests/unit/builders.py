@@ -3,36 +3,34 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from typing import TypedDict, Unpack
+from enum import Enum
+from typing import Any, get_args, get_origin, get_type_hints
 
-from domain.commands import CommandEnvelope, CreateActionItem, Priority, Status, UpdateActionItem
+from domain.commands import CommandEnvelope, CreateActionItem, Payload, UpdateActionItem
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 ITEM = "11111111-1111-4111-8111-111111111111"
 
 
-class CreateFields(TypedDict, total=False):
-    """The optional fields of a create; enum values may be given as their strings."""
-
-    description: str | None
-    assignee: str | None
-    priority: Priority | str
-    dueDate: str | None
-    tags: Iterable[str]
+# Fields of a create or an update by name (see create() and update()).
+CreateFields = dict[str, Any]
+UpdateFields = dict[str, Any]
 
 
-class UpdateFields(TypedDict, total=False):
-    """The fields an update sets (a None clears); enum values may be given as their strings."""
-
-    title: str | None
-    description: str | None
-    assignee: str | None
-    priority: Priority | str | None
-    dueDate: str | None
-    tags: Iterable[str] | None
-    status: Status | str | None
+def _field_value(cls: type[Payload], name: str, value: Any) -> Any:
+    """``value`` as the type of the command's field ``name``: a string as its enum, any
+    iterable as a tuple; None stays None. The fields are the dataclass's, by name."""
+    hint = get_type_hints(cls)[name]
+    kinds = [a for a in get_args(hint) if a is not type(None)] or [hint]
+    kind = get_origin(kinds[0]) or kinds[0]
+    if value is None or not isinstance(kind, type):
+        return value
+    if issubclass(kind, Enum):
+        return kind(value)
+    if kind is tuple:
+        return tuple(value)
+    return value
 
 
 def create(
@@ -42,16 +40,12 @@ def create(
     at: int = 0,
     key: str | None = None,
     command_id: str | None = None,
-    **fields: Unpack[CreateFields],
+    **fields: Any,
 ) -> CommandEnvelope:
-    payload = CreateActionItem(
-        title=title,
-        description=fields.get("description"),
-        assignee=fields.get("assignee"),
-        priority=Priority(fields.get("priority", Priority.NORMAL)),
-        dueDate=fields.get("dueDate"),
-        tags=tuple(fields.get("tags", ())),
-    )
+    """A create of ``title`` with any other fields of CreateActionItem, by name (enum values
+    may be given as their strings, tags as any iterable)."""
+    given = {name: _field_value(CreateActionItem, name, v) for name, v in fields.items()}
+    payload = CreateActionItem(title=title, **given)
     return CommandEnvelope(
         command_id=command_id or str(uuid.uuid4()),
         action_item_id=item_id,
@@ -70,26 +64,11 @@ def update(
     expected: int | None = None,
     key: str | None = None,
     command_id: str | None = None,
-    **changes: Unpack[UpdateFields],
+    **changes: Any,
 ) -> CommandEnvelope:
-    status, priority, tags = changes.get("status"), changes.get("priority"), changes.get("tags")
-    given: dict[str, object] = dict(changes)
-    if status is not None:
-        given["status"] = status = Status(status)
-    if priority is not None:
-        given["priority"] = priority = Priority(priority)
-    if tags is not None:
-        given["tags"] = tags = tuple(tags)
-    payload = UpdateActionItem(
-        fields_set=frozenset(given),
-        title=changes.get("title"),
-        description=changes.get("description"),
-        assignee=changes.get("assignee"),
-        priority=priority,
-        dueDate=changes.get("dueDate"),
-        tags=tags,
-        status=status,
-    )
+    """An update setting ``changes`` (fields of UpdateActionItem by name; a None clears)."""
+    given = {name: _field_value(UpdateActionItem, name, v) for name, v in changes.items()}
+    payload = UpdateActionItem(fields_set=frozenset(given), **given)
     return CommandEnvelope(
         command_id=command_id or str(uuid.uuid4()),
         action_item_id=item_id,

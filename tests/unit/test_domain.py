@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from itertools import product
-from typing import Unpack
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -24,7 +24,7 @@ from domain.rules import (
     with_exception,
     with_exception_moved,
 )
-from tests.unit.builders import ITEM, CreateFields, UpdateFields, create, update
+from tests.unit.builders import ITEM, UpdateFields, create, update
 
 OTHER_ITEM = "22222222-2222-4222-8222-222222222222"
 
@@ -45,7 +45,7 @@ def created(
     *,
     key: str | None = None,
     command_id: str | None = None,
-    **fields: Unpack[CreateFields],
+    **fields: Any,
 ) -> ActionItem:
     decision = decide(None, create(title=title, key=key, command_id=command_id, **fields))
     assert isinstance(decision, Applied)
