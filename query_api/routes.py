@@ -24,14 +24,23 @@ from query_api.service import QueryService
 from servicekit.openapi import problem_responses
 from servicekit.problems import Problem, validation_problem
 
+# The opaque tokens are URL-safe base64 without padding (servicekit/tokens.py). The pattern is
+# published for clients; the routes check it themselves, so a bad one is a 400 naming it.
+OPAQUE_TOKEN_PATTERN = r"^[A-Za-z0-9_-]{1,200}$"
 TokenHeader = Annotated[
     str | None,
     Header(
         alias="Consistency-Token",
-        description="The consistencyToken of a 202: wait (bounded) until that command is "
-        "processed before answering; 503 with Retry-After past the bound.",
+        description="The consistencyToken of a 202, unchanged: wait (bounded) until that command "
+        "is processed before answering; 503 with Retry-After past the bound. Any other value, "
+        "even one of the right form, is a 400.",
+        json_schema_extra={"pattern": OPAQUE_TOKEN_PATTERN},
     ),
 ]
+CURSOR_DOC = (
+    "nextCursor of the previous page, unchanged (opaque); any other value, even one of the "
+    "right form, is a 400"
+)
 RETRY_AFTER = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
 ETAG = {"ETag": {"description": 'the item\'s version, quoted: "3"', "schema": {"type": "string"}}}
 PAGE_ETAG = {"ETag": {"description": "a tag of this page's content", "schema": {"type": "string"}}}
@@ -124,7 +133,7 @@ def _history_route(router: APIRouter, service: QueryService, history: ExceptionH
         ] = exception_history.DEFAULT_LIMIT,
         cursor: Annotated[
             str | None,
-            Query(description="nextCursor of the previous page (opaque); 400 if malformed"),
+            Query(description=CURSOR_DOC, json_schema_extra={"pattern": OPAQUE_TOKEN_PATTERN}),
         ] = None,
         consistency_token: TokenHeader = None,
         if_none_match: Annotated[str | None, Header(alias="If-None-Match")] = None,
@@ -171,7 +180,7 @@ def _list_route(router: APIRouter, service: QueryService) -> None:
         limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
         cursor: Annotated[
             str | None,
-            Query(description="nextCursor of the previous page (opaque); 400 if malformed"),
+            Query(description=CURSOR_DOC, json_schema_extra={"pattern": OPAQUE_TOKEN_PATTERN}),
         ] = None,
         consistency_token: TokenHeader = None,
     ) -> Response:
