@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.telemetry import TelemetryConfig
 
 from query_api.consistency import ProjectionWatcher
 from query_api.metrics import observe_request
@@ -34,6 +35,7 @@ from servicekit.store_client import store_client
 from servicekit.store_types import StoreClient
 
 log = logging.getLogger("query_api")
+NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 # How the operator routes are documented in the published OpenAPI document.
 HEALTHZ_DOCS: dict[str, Any] = {
@@ -97,6 +99,7 @@ def create_app(
         version="0.1.0",
         description="Readers' side: ActionItems, their Exceptions node, and command statuses.",
         lifespan=lifespan,
+        telemetry=NO_TELEMETRY,  # as the command API: no per-request OpenTelemetry lookups
     )
     install_problem_handlers(app)
     protect(app, "query_api", authenticator=authenticator, http=http)

@@ -186,11 +186,21 @@ def _to_avro(value: object) -> object:
     return value
 
 
+_WRITERS: dict[type, tuple[tuple[str, str], ...]] = {}
+
+
+def _writers(cls: type[Payload]) -> tuple[tuple[str, str], ...]:
+    """(attribute, Avro name) for each field of ``cls`` (dataclasses.fields once per class)."""
+    known = _WRITERS.get(cls)
+    if known is None:
+        known = tuple((f.name, _AVRO_NAMES.get(f.name, f.name)) for f in fields(cls))
+        _WRITERS[cls] = known
+    return known
+
+
 def payload_to_datum(payload: Payload) -> tuple[str, dict[str, Any]]:
     """(record name, record) of a payload, field by field under the field's name."""
-    body = {
-        _AVRO_NAMES.get(f.name, f.name): _to_avro(getattr(payload, f.name)) for f in fields(payload)
-    }
+    body = {avro: _to_avro(getattr(payload, name)) for name, avro in _writers(type(payload))}
     return f"{NAMESPACE}.{type(payload).__name__}", body
 
 
