@@ -10,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import BaseModel, Field
 from pymongo import ASCENDING
 
+from domain.commands import Priority, Status
 from domain.rules import timestamp
 from query_api.cursor import Cursor
 from servicekit.read_model import LIST_FILTER_INDEXES
@@ -25,9 +27,29 @@ FILTER_FIELDS: Mapping[str, str] = {
     "priority": "priority",
     "tag": "tags",
 }
-LIST_PARAMS = frozenset({*FILTER_FIELDS, "limit", "cursor"})
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
+
+
+class ListFilters(BaseModel):
+    """The filter and limit parameters of GET /action-items, declared once: the route takes
+    them (with its cursor) as one query model, so FastAPI publishes and validates each field
+    as a query parameter. A new filter: a field here and its FILTER_FIELDS entry."""
+
+    status: Status | None = None
+    assignee: Annotated[str | None, Field(min_length=1, max_length=200)] = None
+    priority: Priority | None = None
+    tag: Annotated[str | None, Field(min_length=1, max_length=50)] = None
+    limit: Annotated[int, Field(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT
+
+    def filters(self) -> dict[str, str]:
+        """The filters given, as their plain string values, in FILTER_FIELDS order."""
+        given = {name: getattr(self, name) for name in FILTER_FIELDS}
+        return {name: str(value) for name, value in given.items() if value is not None}
+
+
+LIST_PARAMS = frozenset({*ListFilters.model_fields, "cursor"})
+assert set(FILTER_FIELDS) <= LIST_PARAMS, "every filter is a query parameter"
 # The list order: both keys are fixed at creation and (createdAt, _id) is unique.
 ORDER = (("createdAt", ASCENDING), ("_id", ASCENDING))
 

@@ -12,13 +12,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import Field
 
-from domain.commands import Priority, Status
 from query_api import history as exception_history
 from query_api.conditional import etag, none_match_hits
 from query_api.cursor import BadCursor, Cursor, filters_digest
 from query_api.history import BadHistoryCursor, ExceptionHistory, HistoryCursor
-from query_api.listing import DEFAULT_LIMIT, MAX_LIMIT, ListQuery, parameter_errors
+from query_api.listing import ListFilters, ListQuery, parameter_errors
 from query_api.models import ActionItem, ActionItemPage, CommandStatus, ExceptionPage
 from query_api.service import QueryService
 from servicekit.openapi import problem_responses
@@ -165,6 +165,15 @@ def _history_route(router: APIRouter, service: QueryService, history: ExceptionH
         return JSONResponse(page.body(item_id), headers={"ETag": tag})
 
 
+class ListParams(ListFilters):
+    """Every query parameter of GET /action-items: the filters and limit, then the cursor."""
+
+    cursor: Annotated[
+        str | None,
+        Field(description=CURSOR_DOC, json_schema_extra={"pattern": OPAQUE_TOKEN_PATTERN}),
+    ] = None
+
+
 def _list_route(router: APIRouter, service: QueryService) -> None:
     @router.get(
         "/action-items",
@@ -173,34 +182,19 @@ def _list_route(router: APIRouter, service: QueryService) -> None:
     )
     async def list_action_items(
         request: Request,
-        status: Status | None = None,
-        assignee: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
-        priority: Priority | None = None,
-        tag: Annotated[str | None, Query(min_length=1, max_length=50)] = None,
-        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-        cursor: Annotated[
-            str | None,
-            Query(description=CURSOR_DOC, json_schema_extra={"pattern": OPAQUE_TOKEN_PATTERN}),
-        ] = None,
+        params: Annotated[ListParams, Query()],
         consistency_token: TokenHeader = None,
     ) -> Response:
         """ActionItems in (createdAt, id) order, filtered by exact match; keyset pagination."""
         errors = parameter_errors(request.query_params.multi_items())
         if errors:
             raise validation_problem(errors)
-        filters = {
-            name: str(value)
-            for name, value in (
-                ("status", status),
-                ("assignee", assignee),
-                ("priority", priority),
-                ("tag", tag),
-            )
-            if value is not None
-        }
-        after = _decode_cursor(cursor, filters)
+        filters = params.filters()
+        after = _decode_cursor(params.cursor, filters)
         await service.wait_for(consistency_token)
-        page = await service.read(service.repository.list_items, ListQuery(filters, limit, after))
+        page = await service.read(
+            service.repository.list_items, ListQuery(filters, params.limit, after)
+        )
         next_cursor = None
         if page.last is not None:
             next_cursor = Cursor(*page.last, filters_digest(filters)).encode()
