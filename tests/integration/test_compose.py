@@ -41,6 +41,9 @@ def test_services_get_the_contracts_environment_and_valid_values() -> None:
             "COMMANDS_TOPIC",
         ):
             assert variable in env, (name, variable)
+        # authentication is on: a verification key is configured, never AUTH_DISABLED
+        assert {"AUTH_JWKS_FILE", "AUTH_PUBLIC_KEY_FILES", "AUTH_HS256_SECRET"} & set(env), name
+        assert str(env.get("AUTH_DISABLED", "false")).lower() == "false", name
         settings = CommonSettings(
             **{k.lower(): v for k, v in env.items() if k.lower() in CommonSettings.model_fields}
         )
