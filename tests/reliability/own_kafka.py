@@ -50,6 +50,7 @@ class KafkaNode:
     replicas: int
     proxied: dict[str, tuple[int, int]] = field(default_factory=dict)  # name: (bind, advertised)
     heap: str = "384m"
+    pretouch: bool = False  # touch the whole heap at start: RSS is flat from then on (soak)
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -103,6 +104,7 @@ class KafkaNode:
             "-XX:TieredStopAtLevel=1",
             "-XX:+UseG1GC",
             "-XX:+ExitOnOutOfMemoryError",
+            *(["-XX:+AlwaysPreTouch"] if self.pretouch and not heap else []),
             "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={LOG4J}",
             f"-Dkafka.log.file={self.log_path}",
@@ -218,6 +220,7 @@ class OwnKafka:
                     size,
                     extra,
                     heap="512m" if size == 1 else "384m",
+                    pretouch=size == 1,
                 )
             )
         return cls(nodes, base_dir)
