@@ -152,7 +152,8 @@ class ParkingLot:
                 query = {"partition": {"$in": list(partitions)}}
             return {str(d["_id"]): item_from(d) for d in self._model().parked_items.find(query)}
 
-        return guarded(read)
+        # a refusal of this read is no reason to park anything: wait and retry it
+        return guarded(read, refusal_is_outage=True)
 
     def records(self, item_id: str) -> list[ParkedRecord]:
         def read() -> list[ParkedRecord]:
