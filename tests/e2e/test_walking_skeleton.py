@@ -45,6 +45,7 @@ def test_create_is_on_the_log_projected_and_readable(system: RunningSystem) -> N
         "createdAt": item["createdAt"],
         "updatedAt": item["createdAt"],
         "exceptions": [],
+        "exceptionCount": 0,
     }
 
     status = httpx.get(
