@@ -89,16 +89,20 @@ def peer_pid(url: str) -> int | None:
     return int(found.group(1)) if found else None
 
 
-def profiled(bench: Bench, url: str, pid: int | None, what: str, script: str) -> None:
-    """One more 32-connection run with py-spy attached to ``pid``: its top frames."""
+def profiled(
+    bench: Bench, url: str, pid: int | None, what: str, script: str, connections: int = 32
+) -> None:
+    """One more run with py-spy attached to ``pid``: its top frames."""
     if pid is None:
         print(f"bench: no pid for {what}: not profiled")
         return
     out = bench.logs / f"profile-{what.replace(' ', '-')}.txt"
     recording = profile.start(pid, bench.seconds, out)
-    result = wrk.run(url, script, 32, bench.seconds)
+    result = wrk.run(url, script, connections, bench.seconds)
     found = profile.finish(
-        recording, out, f"{what}, POST at 32 connections ({result.rate:,.0f}/s while profiled)"
+        recording,
+        out,
+        f"{what} at {connections} connections ({result.rate:,.0f}/s while profiled)",
     )
     if found is not None:
         bench.report.profiles.append(found)
@@ -176,10 +180,10 @@ def writes(bench: Bench, peer: bool = True, sync: bool = True) -> None:
                 results[name].append(bench.load(url, script, c, name))
         wait_projector_idle(stack)
         if bench.profile:
-            profiled(bench, urls[PRODUCT], product_pid, "command API", script)
+            profiled(bench, urls[PRODUCT], product_pid, "command API, POST", script)
             if peer:
                 pid = peer_pid(peer_url)
-                profiled(bench, urls[PEER], pid, "peer", script)
+                profiled(bench, urls[PEER], pid, "peer, POST", script)
             wait_projector_idle(stack)
     product = results[PRODUCT]
     bench.max_write_rate = max(r.rate for r in product)

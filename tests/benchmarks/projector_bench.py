@@ -67,6 +67,7 @@ def env_for(bench: Bench, topic: str, database: str) -> dict[str, str]:
         "COMMANDS_PARTITIONS": str(PARTITIONS),
         "CONSUMER_GROUP": f"bench-{uuid.uuid4().hex[:8]}",
         "LOG_LEVEL": "WARNING",
+        "AUTH_JWKS_FILE": bench.jwks,  # its /metrics and /readyz want a token too
     }
 
 

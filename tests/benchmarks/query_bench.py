@@ -18,7 +18,7 @@ import httpx
 from pymongo import ASCENDING, MongoClient
 
 from servicekit.read_model import active_read_model
-from tests.benchmarks import wrk
+from tests.benchmarks import http_bench, wrk
 from tests.benchmarks.context import Bench
 from tests.benchmarks.freshness import percentile
 from tests.benchmarks.results import Section, Target, ms
@@ -113,6 +113,15 @@ def queries(bench: Bench) -> None:
                     flush=True,
                 )
                 found[name]["raw"].append(raw)
+            if bench.profile and name == "get by id":
+                http_bench.profiled(
+                    bench,
+                    f"{bench.stack.query_url}/",
+                    bench.stack.pid("query-api"),
+                    "query API, get by id",
+                    script,
+                    16,
+                )
     finally:
         client.close()
     bench.series["queries"] = found
