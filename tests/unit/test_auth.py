@@ -329,3 +329,13 @@ def test_disabled_lets_everyone_in_and_says_so(tmp_path: Path, capsys: pytest.Ca
     client = TestClient(small_app(disabled))
     assert capsys.readouterr().err.startswith("WARNING: AUTHENTICATION IS DISABLED")
     assert client.post("/write").json() == {"caller": "anonymous"}
+
+
+def test_a_remembered_token_still_expires(auth: Authenticator, monkeypatch) -> None:
+    token = mint("carol", [WRITE], EC_KEY, "ES256", ttl_seconds=60)
+    first = auth.verify(token)
+    assert auth.verify(token) == first  # answered from memory: same caller
+    later = time.time() + 60 + auth.leeway + 1
+    monkeypatch.setattr(time, "time", lambda: later)
+    with pytest.raises(InvalidToken, match="expired"):
+        auth.verify(token)  # the memory checks exp as the full check would

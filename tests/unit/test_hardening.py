@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
@@ -100,3 +102,16 @@ def test_the_rate_limit_is_per_caller_and_answers_429_with_retry_after() -> None
     assert 1 <= int(refused.headers["retry-after"]) <= 60
     assert refused.json()["type"] == "/problems/rate-limited"
     assert limiter.check("someone-else") is None  # another caller has its own window
+
+
+def test_a_moving_window_frees_a_slot_when_its_oldest_hit_leaves(monkeypatch) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    limiter = RateLimiter("2/second")
+    assert limiter.check("a") is None
+    now[0] += 0.5
+    assert limiter.check("a") is None
+    assert limiter.check("a") == 1  # full: the oldest hit leaves in 0.5 s, said as 1 s
+    now[0] += 0.6  # the first hit has left the window, the second has not
+    assert limiter.check("a") is None
+    assert limiter.check("a") == 1
