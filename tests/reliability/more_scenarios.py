@@ -58,7 +58,11 @@ def s2_cluster(suite: Suite) -> list[Row]:
             load = st.load(api, rate=RATE).start()
             time.sleep(8)
             leaders = cluster.leaders(st.settings.commands_topic)
-            busiest = Counter(leaders.values()).most_common(1)[0][0]
+            ends = high_watermarks(
+                st.bootstrap, st.settings.commands_topic, st.settings.commands_partitions
+            )
+            # the leader of the partition with the most records
+            busiest = leaders[max(ends, key=lambda q: (ends[q], -q))]
             node = cluster.node(busiest)
             w = st.window(f"node {busiest} down")
             node.kill()
@@ -66,8 +70,8 @@ def s2_cluster(suite: Suite) -> list[Row]:
             cluster.start_nodes([node])
             backlog = st.end(w)
             row.run = (
-                f"{RATE:.0f} writes/s; SIGKILL of node {busiest}, leader of "
-                f"{sum(1 for v in leaders.values() if v == busiest)}/{len(leaders)} partitions; "
+                f"{RATE:.0f} writes/s; SIGKILL of node {busiest}, leader of the busiest partition "
+                f"({sum(1 for v in leaders.values() if v == busiest)}/{len(leaders)} partitions); "
                 "down 15 s, restarted"
             )
             st.finish(row, load, backlog, tail=10)
@@ -499,6 +503,7 @@ def s9_soak(suite: Suite) -> list[Row]:
             samples.append((time.monotonic() - t0, rss, lag))
         load.stop()
         readers.stop()
+        probe.retry_unconfirmed()
         load.retry_unconfirmed()
         load.attempts = probe.attempts + load.attempts
         row.counts = st.count(load)
@@ -526,7 +531,7 @@ def s9_soak(suite: Suite) -> list[Row]:
         row.notes.append(f"reads: {dict(readers.statuses)}")
         row.notes.append(
             f"max write rate measured first: {max_rate:.0f}/s (12 client threads, 15 s; the "
-            "client shares the 2 cores); soak rate {rate:.0f}/s"
+            f"client shares the 2 cores); soak rate {rate:.0f}/s"
         )
         row.run = (
             f"{seconds:.0f} s at {rate:.0f} writes/s (half of {max_rate:.0f}/s) "
@@ -622,7 +627,11 @@ def s10_generated_requests(suite: Suite, per_api: int = 2000) -> list[Row]:
                         or f"gen-{seen['command requests']}",
                         str(request.method),
                         str(request.path_url),
-                        {"raw": raw.decode("utf-8", "replace")},
+                        # what makes a request the same request (If-Match is in its commandId)
+                        {
+                            "raw": raw.decode("utf-8", "replace"),
+                            "ifMatch": str(request.headers.get("If-Match")),
+                        },
                         started,
                         st.clock.now(),
                         response.status_code,
