@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
@@ -158,7 +158,8 @@ def window_end(start: datetime, width: timedelta, now: datetime) -> str | None:
         end = start + width
     except OverflowError:
         return None
-    return None if end > now + CLOCK_SKEW else timestamp(end)
+    # In UTC, as stored: the bound is compared with stored createdAt as a string.
+    return None if end > now + CLOCK_SKEW else timestamp(end.astimezone(UTC))
 
 
 def next_width(width: timedelta, wanted: int, found: int) -> timedelta:

@@ -104,6 +104,9 @@ def test_a_window_ends_in_the_read_models_format_or_not_at_all_past_the_clock() 
         window_end(start, timedelta(hours=1) + CLOCK_SKEW + timedelta(milliseconds=1), now) is None
     )
     assert window_end(start, timedelta.max, now) is None
+    elsewhere = parse_timestamp("2026-11-25T11:00:00.000+02:00")  # a forged cursor's
+    assert elsewhere is not None
+    assert window_end(elsewhere, FIRST_WINDOW, now) == "2026-11-25T09:00:04.000Z"
     assert parse_timestamp("not a time") is None
     assert parse_timestamp("2026-11-25T09:00:00") is None  # no zone: not one of ours
 
