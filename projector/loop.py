@@ -28,24 +28,22 @@ import contextlib
 import logging
 import threading
 import time
-from dataclasses import replace
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from domain.planning import BatchPlan, CommandRecord
-from domain.rules import LogPosition
 from projector import metrics
 from projector.consumer import ConsumerLag, decode_batch
 from projector.dead_letters import DeadLetterUnavailable
 from projector.health import Health
 from projector.holds import PartitionHold
-from projector.isolation import StoredBatch, apply_or_isolate, apply_or_park, error_text
+from projector.isolation import StoredBatch, apply_or_isolate, apply_or_park
 from projector.observation import Progress, log_outcomes, record_metrics
-from projector.parking import ParkedItem, ParkedRecord, ParkingLot
+from projector.parked_items import ParkedItems
+from projector.parking import ParkingLot
 from projector.ports import BatchGate, CommandConsumer, DeadLetterSink, Projection
 from projector.settings import ProjectorSettings
 from schemas.codec import CommandCodec
-from schemas.record_key import is_legacy_key
 from servicekit.backoff import Backoff, RetryStopped, retry
 from servicekit.store_errors import StoreRejected, StoreUnavailable
 
@@ -77,10 +75,18 @@ class ProjectorLoop:
         self.topic = settings.commands_topic
         self.lag = lag or ConsumerLag(self.topic, health)
         self.holds: dict[int, PartitionHold] = {}
-        self.parking = parking
-        self.parked: dict[str, ParkedItem] = {}
-        self._parked_read = 0.0
-        self._parked_known = False  # the parked items of the assignment were read
+        self.parked = (
+            ParkedItems(
+                parking,
+                settings,
+                projection,
+                health,
+                stop,
+                lambda: self.lag.refresh_while_waiting(self.consumer),
+            )
+            if parking is not None
+            else None
+        )
         self._last_store_check = 0.0
         self.progress = Progress()
         self.health.store_stall_seconds = max(2 * settings.mongodb_timeout_ms / 1000, 3.0)
@@ -103,7 +109,8 @@ class ProjectorLoop:
                         break  # stopping while the batch waited: commit nothing more
                 else:
                     self._probe_idle_store()
-                self._tend_parked()
+                if self.parked is not None:
+                    self.parked.tend()
         finally:
             log.info("closing consumer (leaves the group, uncommitted records are redelivered)")
             self.consumer.close()
@@ -138,7 +145,7 @@ class ProjectorLoop:
         undecodable = [(m, reason) for m, reason in bad if done(m)]
         if undecodable and not self._dead_letter(undecodable):
             return False
-        if stored.parked and not self._park(stored.parked, batch):
+        if stored.parked and self.parked and not self.parked.park(stored.parked, batch):
             return False
         record_metrics(stored.plan)
         log_outcomes(stored.plan)
@@ -171,17 +178,12 @@ class ProjectorLoop:
             )
 
         def apply() -> StoredBatch:
-            if self.parking is None:
+            if self.parked is None:
                 return apply_or_isolate(self.projection, records)
-            if not self._parked_known:
-                # before any record of a newly assigned partition: which items wait
-                self.parked = self.parking.items(self.health.assignment)
-                self._parked_known = True
-                self._publish_parked()
             return apply_or_park(
                 self.projection,
                 records,
-                set(self.parked),
+                self.parked.ids(),
                 on_step=lambda: self.lag.refresh_while_waiting(self.consumer),
             )
 
@@ -313,163 +315,6 @@ class ProjectorLoop:
         self.health.held = tuple(h.describe() for h in self.holds.values())
         metrics.HELD_PARTITIONS.set(len(self.holds))
 
-    # -- parked items ----------------------------------------------------------
-    def _park(
-        self, parked: dict[str, tuple[list[CommandRecord], str]], batch: list[Message]
-    ) -> bool:
-        """Store the records of refused and already parked items; False: asked to stop."""
-        by_position = {(int(m.partition() or 0), int(m.offset() or 0)): m for m in batch}
-        for item_id, (records, error) in parked.items():
-            raw = [
-                ParkedRecord(
-                    r.position.partition,
-                    r.position.offset,
-                    by_position[(r.position.partition, r.position.offset)].key(),
-                    by_position[(r.position.partition, r.position.offset)].value(),
-                )
-                for r in records
-            ]
-            if not self._park_item(item_id, records, raw, error):
-                return False
-        self._publish_parked()
-        return True
-
-    def _park_item(
-        self, item_id: str, records: list[CommandRecord], raw: list[ParkedRecord], error: str
-    ) -> bool:
-        assert self.parking is not None
-        parking = self.parking
-        earlier = self.parked.get(item_id)
-        first = records[0]
-        delay = Backoff(HOLD_FIRST_RETRY_SECONDS, self.settings.hold_retry_max_seconds).delay(1)
-        retry_at = earlier.retry_at if earlier else time.time() + delay
-
-        def not_parked(exc: Exception, wait: float) -> None:
-            self.lag.refresh_while_waiting(self.consumer)
-            log.error(
-                "parking failed; batch held, nothing committed; retrying",
-                extra={"actionItemId": item_id, "error": str(exc), "retryInSeconds": wait},
-            )
-
-        try:
-            retry(
-                lambda: parking.park(item_id, first, raw, error, retry_at),
-                retry_on=(StoreUnavailable, StoreRejected),
-                backoff=Backoff(0.1, self.settings.store_retry_max_seconds),
-                stop=self.stop,
-                on_failure=not_parked,
-            )
-        except RetryStopped:
-            return False
-        metrics.PARKED_COMMANDS.inc(len(records))
-        if earlier is not None:
-            return True
-        self.parked[item_id] = ParkedItem(
-            item_id,
-            first.position.partition,
-            first.position.offset,
-            first.command.command_id,
-            error,
-            1,
-            retry_at,
-        )
-        log.error(
-            "item parked: the store refuses its write; its commands wait in the store in "
-            "order, every other item goes on; retried with backoff, or now with "
-            "`projector release ITEM` once the cause is gone",
-            extra={
-                "actionItemId": item_id,
-                "commandId": first.command.command_id,
-                "partition": first.position.partition,
-                "offset": first.position.offset,
-                "records": len(records),
-                "error": error,
-            },
-        )
-        return True
-
-    def _tend_parked(self) -> None:
-        """At most once a second: re-read the parked items of our partitions (a release
-        request, another projector's parking) and retry the ones that are due."""
-        if self.parking is None or time.monotonic() - self._parked_read < 1.0:
-            return
-        self._parked_read = time.monotonic()
-        try:
-            self.parked = self.parking.items(self.health.assignment)
-        except (StoreUnavailable, StoreRejected) as exc:
-            log.warning("could not read the parked items", extra={"error": str(exc)})
-            return
-        now = time.time()
-        for item in list(self.parked.values()):
-            if item.retry_at <= now and not self.stop.is_set():
-                self._retry_parked(item)
-        self._publish_parked()
-
-    def _retry_parked(self, item: ParkedItem) -> None:
-        assert self.parking is not None
-        try:
-            raw = self.parking.records(item.item_id)
-            records = []
-            for r in raw:
-                command = self.codec.decode(r.value)
-                records.append(
-                    CommandRecord(
-                        LogPosition(r.partition, r.offset),
-                        command,
-                        legacy_key=is_legacy_key(r.key, command.command_id),
-                    )
-                )
-            plan = self.projection.apply(records) if records else BatchPlan()
-        except StoreUnavailable as exc:
-            log.warning("parked item not retried: store unreachable", extra={"error": str(exc)})
-            return
-        except Exception as exc:
-            attempts = item.attempts + 1
-            delay = Backoff(HOLD_FIRST_RETRY_SECONDS, self.settings.hold_retry_max_seconds).delay(
-                attempts
-            )
-            error = error_text(exc)
-            with contextlib.suppress(StoreUnavailable, StoreRejected):
-                self.parking.reschedule(item.item_id, attempts, time.time() + delay, error)
-            self.parked[item.item_id] = replace(
-                item, attempts=attempts, retry_at=time.time() + delay, error=error
-            )
-            log.error(
-                "parked item still refused",
-                extra={
-                    "actionItemId": item.item_id,
-                    "commandId": item.command_id,
-                    "attempt": attempts,
-                    "retryInSeconds": delay,
-                    "error": error,
-                },
-            )
-            return
-        try:
-            self.parking.unpark(item.item_id, raw)
-        except (StoreUnavailable, StoreRejected) as exc:
-            log.warning("parked records applied, not yet removed", extra={"error": str(exc)})
-            return  # applied: a retry finds them stored (the guards skip them)
-        self.parked.pop(item.item_id, None)
-        record_metrics(plan)
-        log_outcomes(plan)
-        log.info(
-            "parked item released: its commands went through",
-            extra={
-                "actionItemId": item.item_id,
-                "commandId": item.command_id,
-                "records": len(raw),
-                "attempts": item.attempts + 1,
-            },
-        )
-
-    def _publish_parked(self) -> None:
-        self.health.parked = tuple(p.describe() for p in self.parked.values())
-        metrics.PARKED_ITEMS.set(len(self.parked))
-        metrics.PARKED_ITEM.clear()
-        for p in self.parked.values():
-            metrics.PARKED_ITEM.labels(p.item_id, str(p.partition)).set(1)
-
     # -- Kafka -----------------------------------------------------------------
     def _dead_letter(self, bad: list[tuple[Message, str]]) -> bool:
         """Write to the DLQ until the broker acknowledges; False when asked to stop meanwhile."""
@@ -552,7 +397,8 @@ class ProjectorLoop:
             consumer.resume(partitions)
         self.health.kafka_ok = True
         self.health.assignment = sorted(p.partition for p in partitions)
-        self._parked_known = False  # read the parked items of the new assignment first
+        if self.parked is not None:
+            self.parked.forget_assignment()
         log.info("partitions assigned", extra={"partitions": self.health.assignment})
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
