@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -39,32 +38,10 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from command_api import metrics
 from schemas.record_key import record_key
+from servicekit.logs import Throttle
 
 log = logging.getLogger("command_api.publisher")
 kafka_log = logging.getLogger("command_api.librdkafka")
-
-
-class Throttle(logging.Filter):
-    """Let one record per key through every ``interval`` seconds.
-
-    While the broker is down librdkafka reports the same failure several times a
-    second; the operator needs to know it is down, not every reconnect attempt.
-    """
-
-    def __init__(self, interval: float = 30.0) -> None:
-        super().__init__()
-        self.interval = interval
-        self._last: dict[str, float] = {}
-
-    def allow(self, key: str) -> bool:
-        now = time.monotonic()
-        if now - self._last.get(key, -self.interval) < self.interval:
-            return False
-        self._last[key] = now
-        return True
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return self.allow(f"{record.levelno}:{record.getMessage().split(' ', 1)[0]}")
 
 
 kafka_log.addFilter(Throttle())

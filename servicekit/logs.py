@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from datetime import UTC, datetime
 
 _STANDARD = set(vars(logging.LogRecord("x", 0, "x", 0, "x", None, None))) | {"message", "asctime"}
@@ -34,3 +35,26 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     root.setLevel(level)
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     logging.getLogger(service).info("logging configured", extra={"service": service})
+
+
+class Throttle(logging.Filter):
+    """Let one record per key through every ``interval`` seconds.
+
+    While the broker is down librdkafka reports the same failure several times a
+    second; the operator needs to know it is down, not every reconnect attempt.
+    """
+
+    def __init__(self, interval: float = 30.0) -> None:
+        super().__init__()
+        self.interval = interval
+        self._last: dict[str, float] = {}
+
+    def allow(self, key: str) -> bool:
+        now = time.monotonic()
+        if now - self._last.get(key, -self.interval) < self.interval:
+            return False
+        self._last[key] = now
+        return True
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.allow(f"{record.levelno}:{record.getMessage().split(' ', 1)[0]}")

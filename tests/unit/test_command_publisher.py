@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 
 from command_api.app import create_app
-from command_api.publisher import Throttle, producer_config
+from command_api.publisher import producer_config
 from command_api.settings import CommandApiSettings
+from servicekit.logs import Throttle
 
 
 def test_the_producer_is_safe_before_it_is_fast() -> None:
