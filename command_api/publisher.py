@@ -290,6 +290,10 @@ class CommandPublisher:
         The record's key is new for this call (``record_key``); ``dedupe`` looks
         earlier attempts up by ``command_id``. ``deadline`` is on the event
         loop's clock (default: now + the timeout).
+
+        Longer than 60 lines on purpose: the remembered attempt, the produce call
+        under the lock and the delivery callback share one future and one key,
+        and are safe only read together.
         """
         loop = asyncio.get_running_loop()
         if deadline is None:

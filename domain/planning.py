@@ -142,6 +142,10 @@ def plan_batch(
     ``known_positions`` the log position of every command of the batch whose
     status is already stored; ``claims`` the stored Idempotency-Key claims
     (by ``claim_id``) of the keys its commands carry.
+
+    Longer than 60 lines on purpose: one pass in log order whose branches are,
+    one for one, the cases of the exactly-once argument (docs/projector.md), and
+    read best side by side.
     """
     plan = BatchPlan()
     working: dict[str, StoredItem] = dict(stored)
