@@ -36,7 +36,8 @@ from tests.support.command_api import CommandApi, own_topics, running_command_ap
 from tests.support.command_contract import verdict
 
 REQUESTS = 1_000
-REJECTIONS = [400, 413, 415, 422]
+TOKEN = caller_headers("anonymous")
+REJECTIONS = [400, 401, 413, 415, 422]  # 401: a case without a valid token
 CHECKS = [
     not_a_server_error,
     negative_data_rejection,
@@ -73,6 +74,7 @@ def test_generated_requests_never_get_a_5xx_or_an_undeserved_202(api: CommandApi
     )
     seen: Counter[str] = Counter()
     session = requests.Session()
+    session.headers.update(TOKEN)
 
     @settings(
         max_examples=REQUESTS + 20,
@@ -84,9 +86,9 @@ def test_generated_requests_never_get_a_5xx_or_an_undeserved_202(api: CommandApi
     )
     @given(case=cases)
     def one_request(case: schemathesis.Case[APIOperation[Any, Any, Any, Any]]) -> None:
-        response = case.call(
-            base_url=api.url, session=session, headers=caller_headers("anonymous"), timeout=30
-        )
+        # The session's valid token goes with every case that does not bring its own; a case
+        # may draw another Authorization from the security scheme, or drop it (negative mode).
+        response = case.call(base_url=api.url, session=session, timeout=30)
         request = response.request
         seen["requests"] += 1
         seen[f"{case.method} {response.status_code}"] += 1
@@ -101,6 +103,10 @@ def test_generated_requests_never_get_a_5xx_or_an_undeserved_202(api: CommandApi
             for k, v in request.headers.items()
         ]
         why = verdict(str(request.method), str(request.path_url), sent, raw)
+        if request.headers.get("Authorization") != TOKEN["Authorization"]:
+            # not our caller: the token is what is refused (test_auth_routes.py covers it)
+            why = "no valid token"
+            assert response.status_code == 401, (response.status_code, response.text)
         if response.status_code == 202:
             assert why is None, f"202 for an invalid request ({why}): {raw[:300]!r}"
         elif why is None:
