@@ -61,9 +61,10 @@ async def slow_request(port: int, signalled: asyncio.Event, out: list[Outcome]) 
     """A POST whose body is only half sent when SIGTERM arrives; it must still get its answer."""
     corr = "slow-1"
     body = json.dumps({"title": "sent across the SIGTERM"}).encode()
+    auth = "".join(f"{k}: {v}\r\n" for k, v in caller_headers("anonymous").items())
     head = (
         f"POST /action-items HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        f"X-Correlation-Id: {corr}\r\nContent-Length: {len(body)}\r\n\r\n"
+        f"{auth}X-Correlation-Id: {corr}\r\nContent-Length: {len(body)}\r\n\r\n"
     ).encode()
     started = time.monotonic()
     reader, writer_ = await asyncio.open_connection("127.0.0.1", port)
