@@ -139,8 +139,9 @@ def freshness(bench: Bench) -> None:
         ["condition", "samples", "p50", "p99", "read part p50"],
         rows,
         [
-            "One writer: POST /action-items to :8000, then at once GET /action-items/{id} with "
-            "Consistency-Token from :8001; a sample is POST sent to GET answered (200). "
+            f"One writer: POST /action-items to {bench.stack.command_url}, then at once GET "
+            f"/action-items/{{id}} with Consistency-Token from {bench.stack.query_url}; a sample "
+            "is POST sent to GET answered (200). "
             "'read part' starts at the 202.",
             f"Background load: wrk, {LOAD_CONNECTIONS} connections, each pausing "
             f"{delay_ms:.1f} ms between requests.",

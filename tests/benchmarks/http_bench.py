@@ -29,6 +29,8 @@ from tests.benchmarks.stack import (
 
 LEVELS = (8, 32, 128)
 PRODUCT, PEER, SYNC = "command API", "peer (FastAPI+fastavro+acks=all)", "sync (store write)"
+# the same command API code on a topic nobody consumes: the write path without its projector
+ALONE = "command API, log not consumed (no target)"
 
 
 def generator(bench: Bench) -> dict[str, Any]:
@@ -140,8 +142,11 @@ def writes(bench: Bench, peer: bool = True, sync: bool = True) -> None:
         del results[PEER]
     if not sync:
         del results[SYNC]
+    if peer:
+        results[ALONE] = []
     print("writes: POST /action-items, product vs peer vs synchronous store write", flush=True)
     with (
+        contextlib.ExitStack() as extra,
         bench.own_topic("peer") as topic,
         _sync_database(bench) as database,
         uvicorn_server(
@@ -162,7 +167,19 @@ def writes(bench: Bench, peer: bool = True, sync: bool = True) -> None:
         ) as sync_url,
     ):
         product_url, product_pid = stack.command_url, stack.pid("command-api")
+        alone_url = ""
+        if peer:
+            alone_topic = extra.enter_context(bench.own_topic("alone"))
+            alone_env = {
+                "COMMANDS_TOPIC": alone_topic,
+                "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap,
+                "AUTH_JWKS_FILE": bench.jwks,
+            }
+            alone_url = extra.enter_context(
+                uvicorn_server("command_api.app:app", bench.flags, alone_env, bench.logs)
+            )
         urls = {
+            ALONE: f"{alone_url}/action-items",
             PRODUCT: f"{product_url}/action-items",
             PEER: f"{peer_url}/action-items",
             SYNC: f"{sync_url}/action-items",
@@ -170,7 +187,7 @@ def writes(bench: Bench, peer: bool = True, sync: bool = True) -> None:
         _check(bench, urls[PRODUCT], 202)
         _check(bench, urls[PEER], 202)
         _check(bench, urls[SYNC], 200)
-        chosen = [PRODUCT] + [PEER] * peer + [SYNC] * sync
+        chosen = [PRODUCT] + [PEER, ALONE] * peer + [SYNC] * sync
         for c in LEVELS:
             for name in chosen:
                 url = urls[name]
@@ -217,8 +234,11 @@ def _report_writes(bench: Bench, results: dict[str, list[wrk.WrkResult]]) -> Non
             f"wrk -t1, {bench.seconds:g} s per run after a {bench.warmup:g} s warm-up, body "
             f"`{CREATE_BODY}`; every server runs with the product's uvicorn flags "
             f"`{' '.join(bench.flags)}` ({bench.server}).",
-            "The command API is the `make up` one; its projector applies the load on the same "
-            "cores (the bench waits for it to catch up before each product run).",
+            f"The command API is the one at {bench.stack.command_url} "
+            f"({bench.report.meta.get('product', 'make up stack')}); its projector applies the "
+            "load on the same cores while it is measured (the bench waits for it to catch up "
+            "before each product run). The row 'log not consumed' is the same code of this "
+            "working tree on a topic no projector reads: the write path alone, for comparison.",
             "The synchronous peer inserts into a collection with the read model's 5 indexes.",
             f"Every request carries a bearer token (ES256, {len(bench.tokens)} callers round "
             "robin, so the product's per-caller write limit stays out of the way); both peers "
@@ -226,6 +246,20 @@ def _report_writes(bench: Bench, results: dict[str, list[wrk.WrkResult]]) -> Non
         ],
         data,
     )
+    if results.get(ALONE) and results.get(PEER):
+        section.notes.append(
+            "Log not consumed / peer: "
+            + ", ".join(
+                f"{a.rate / b.rate:.2f} at {a.connections}"
+                for a, b in zip(results[ALONE], results[PEER], strict=False)
+            )
+            + " (202/s); p99 "
+            + ", ".join(
+                f"{a.p99_ms / b.p99_ms:.2f}"
+                for a, b in zip(results[ALONE], results[PEER], strict=False)
+            )
+            + "."
+        )
     targets = []
     for p, peer in zip(results[PRODUCT], results.get(PEER, []), strict=False):
         c = p.connections
