@@ -98,7 +98,8 @@ class Report:
             f"Last `make bench` run: {m['finished']} UTC, commit {m['commit']}"
             f"{' (quick scale)' if m['quick'] else ''}; {m['cpus']} cores shared, load average "
             f"{m['load_before']} before and {m['load_after']} after; product server: "
-            f"{m['server']}; load generator: {m['wrk']}.",
+            f"{m['server']}; load generator: {m['wrk']}; product: "
+            f"{m.get('product', 'make up stack')}.",
             "",
             "### Targets (ratio to a baseline measured in the same run)",
             "",
