@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 import traceback
@@ -25,6 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     started = time.time()
+    # SIGTERM (a bounded run's timeout, Ctrl-C's sibling): unwind, so that every broker,
+    # store and service process the suite started is stopped by the finally blocks
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     # librdkafka's and the services' client noise goes to a file; the progress stays on stdout
     BASE.mkdir(parents=True, exist_ok=True)
     noise = open(BASE / "suite-stderr.log", "ab")  # noqa: SIM115
