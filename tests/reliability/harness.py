@@ -218,7 +218,7 @@ class ReadySampler:
     clock: Clock
     urls: dict[str, str]
     every: float = 0.5
-    samples: list[tuple[float, str, int]] = field(default_factory=list)
+    samples: list[tuple[float, str, int, float]] = field(default_factory=list)  # sent, answered
     stop_event: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -226,7 +226,8 @@ class ReadySampler:
         def run(name: str, url: str) -> None:
             while not self.stop_event.wait(self.every):
                 sent = self.clock.now()
-                self.samples.append((sent, name, readyz(url)))
+                code = readyz(url)
+                self.samples.append((sent, name, code, self.clock.now()))
 
         for name, url in self.urls.items():
             t = threading.Thread(target=run, args=(name, url), daemon=True)
@@ -240,11 +241,11 @@ class ReadySampler:
             t.join(10)
 
     def between(self, name: str, start: float, end: float) -> list[int]:
-        """Answers to the probes sent between ``start`` and ``end``."""
-        return [code for t, n, code in self.samples if n == name and start <= t <= end]
+        """Answers to the probes sent after ``start`` and answered before ``end``."""
+        return [c for t, n, c, a in self.samples if n == name and start <= t and a <= end]
 
     def last(self, name: str) -> int | None:
-        codes = [code for _t, n, code in self.samples if n == name]
+        codes = [code for _t, n, code, _a in self.samples if n == name]
         return codes[-1] if codes else None
 
 

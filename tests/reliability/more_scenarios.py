@@ -207,7 +207,7 @@ def s3_network(suite: Suite) -> list[Row]:
                 row.expect(
                     f"no read answered 5xx other than 503 ({server_errors})", not server_errors
                 )
-                last = {n: c for _t, n, c in sampler.samples}
+                last = {n: c for _t, n, c, _a in sampler.samples}
                 row.expect(
                     f"every /readyz 200 at the end ({last})", all(c == 200 for c in last.values())
                 )

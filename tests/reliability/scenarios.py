@@ -102,7 +102,7 @@ def s5_store_down(suite: Suite) -> list[Row]:
             w = st.window("store down")
             suite.store.kill()
             time.sleep(down)
-            restart_at = st.clock.now()  # probes after this may see the store coming back
+            restart_at = st.clock.now()  # probes answered after this may see the store back
             suite.store.start(timeout=60)
             backlog = st.end(w)
             row.run = f"{RATE:.0f} writes/s + 5 reads/s; FerretDB SIGKILL, down {down} s, restarted"
