@@ -59,6 +59,22 @@ class Compaction:
             (r.partition, r.offset) for r in self.before if (r.partition, r.offset) not in kept
         )
 
+    def producer_duplicates(self) -> list[tuple[int, int]]:
+        """Positions of the records of ``before`` whose key a later record repeats.
+
+        One produce call leaves one key, but librdkafka's idempotent producer can
+        write a call twice after it bumped its epoch (in-flight records that timed
+        out are sent again under a new sequence, which the broker cannot tell from
+        new records: confluentinc/librdkafka#4953); the cleaner keeps only the
+        later of the two.
+        """
+        last: dict[tuple[int, bytes | None], int] = {}
+        for r in self.before:
+            last[(r.partition, r.key)] = r.offset
+        return sorted(
+            (r.partition, r.offset) for r in self.before if last[(r.partition, r.key)] > r.offset
+        )
+
     def helper_item_ids(self) -> set[str]:
         return {c.action_item_id for c in (*self.markers, *self.rolls)}
 
