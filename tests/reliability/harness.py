@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from confluent_kafka import KafkaException
 from pymongo import MongoClient
 from pymongo.database import Database
 
@@ -170,14 +171,36 @@ class Stage:
 
 
 @contextlib.contextmanager
+def topics_with_retry(
+    bootstrap: str, uri: str, config: dict[str, str]
+) -> Iterator[tuple[CommonSettings, dict[str, str]]]:
+    """own_topics, tried again when a just-created topic is not yet known to the broker asked
+    about its configuration (seen on the 3-node cluster right after a node restart)."""
+    for attempt in range(3):
+        try:
+            manager = own_topics(bootstrap, uri, **config)
+            entered = manager.__enter__()
+        except KafkaException:
+            if attempt == 2:
+                raise
+            time.sleep(3)
+            continue
+        try:
+            yield entered
+        finally:
+            manager.__exit__(None, None, None)
+        return
+
+
+@contextlib.contextmanager
 def stage(suite: Suite, name: str, kafka: OwnKafka | None = None, **config: str) -> Iterator[Stage]:
     kafka = kafka or suite.kafka
     log_dir = suite.base / name
     log_dir.mkdir(parents=True, exist_ok=True)
     mongo = suite.mongo()
     extra = {} if len(kafka.nodes) == 1 else {"REPLICATION_FACTOR": "3", "MIN_INSYNC_REPLICAS": "2"}
-    with own_topics(
-        kafka.bootstrap, suite.store.uri, **{**SERVICE_ENV, **AUTH_ENV, **extra, **config}
+    with topics_with_retry(
+        kafka.bootstrap, suite.store.uri, {**SERVICE_ENV, **AUTH_ENV, **extra, **config}
     ) as (
         settings,
         env,
