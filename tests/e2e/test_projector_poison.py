@@ -151,8 +151,11 @@ def test_a_refused_item_is_parked_and_every_other_item_goes_on(
 
         items.drop_index("test_unique_title")  # the operator removes the cause
         done = release(stack, second)
-        assert done.returncode == 0, done.stdout + done.stderr
-        assert "released" in done.stdout
+        # The projector's own timed retry may apply the parked commands between the drop and
+        # this call (seen under load): then nothing is parked any more (2). Either way the
+        # checks below see them applied once and nothing left parked.
+        assert done.returncode in (0, 2), done.stdout + done.stderr
+        assert "released" in done.stdout or "not parked" in done.stdout + done.stderr
         wait_until(lambda: readiness(url)[0] == 200, 10, "ready again")
         assert metric_values(url, "projector_parked_items")[""] == 0
         assert model.parked_commands.count_documents({}) == 0
