@@ -84,6 +84,14 @@ def create_app(
         responses={**AUTH_RESPONSES, **RATE_LIMIT_RESPONSES},
     )
 
+    _install_ops_routes(app, parts)
+    return app
+
+
+def _install_ops_routes(app: FastAPI, parts: CommandApiParts) -> None:
+    """/healthz (open), /readyz (Kafka answers) and /metrics, the last two for admins."""
+    settings = parts.settings
+
     async def log_ready() -> dict[str, str]:
         try:
             await run_in_threadpool(parts.publisher.check)
@@ -105,7 +113,6 @@ def create_app(
         ),
         metrics=merged(METRICS_ROUTE, ADMIN),
     )
-    return app
 
 
 def _lifespan(parts: CommandApiParts) -> Any:
