@@ -31,6 +31,7 @@ from projector.apply import apply_batch
 from projector.consumer import decode_batch
 from projector.handover import HandoverControl
 from projector.log_reader import LogReader, PartitionRange
+from projector.rebuild_lease import RebuildLease, drop_abandoned
 from projector.store import ProjectionStore
 from schemas.codec import CommandCodec
 from servicekit.read_model import (
@@ -144,31 +145,38 @@ class Rebuild:
             result.estimate_seconds = round(total / rate, 1) if rate else None
             return result
         generation = self.options.into or new_generation_name()
+        for abandoned in drop_abandoned(self.db):
+            self.progress.message(
+                f"dropped the half-built generation {abandoned} of a killed rebuild"
+            )
         self._refuse_existing(generation)
         result.generation = generation
         model = ReadModel(self.db, generation)
         request_id: str | None = None
         started = time.monotonic()
         try:
-            store = ProjectionStore(self.client, self.db.name, generation)
-            reached = self._build(store, ranges, result)
-            # indexes built once over the finished documents are far cheaper than
-            # maintained per write (measured on DocumentDB: 2-8x per batch)
-            self.progress.message("building indexes of the new generation")
-            model.ensure_indexes()
-            if not self.options.forensic:
-                reached = self._catch_up(store, reached, result)
-                request_id = uuid.uuid4().hex
-                self._pause_projectors(request_id)
-                self._final_catch_up(store, reached, result)
-                result.previous = swap_active_generation(self.db, generation) or INITIAL_GENERATION
-                result.swapped = True
-                self.control.release(request_id)
-                request_id = None
-                result.dropped = self._drop_older(result.previous, generation)
-            result.seconds = time.monotonic() - started
-            self._remember_rate(result)
-            return result
+            with RebuildLease(self.db, generation):
+                store = ProjectionStore(self.client, self.db.name, generation)
+                reached = self._build(store, ranges, result)
+                # indexes built once over the finished documents are far cheaper than
+                # maintained per write (measured on DocumentDB: 2-8x per batch)
+                self.progress.message("building indexes of the new generation")
+                model.ensure_indexes()
+                if not self.options.forensic:
+                    reached = self._catch_up(store, reached, result)
+                    request_id = uuid.uuid4().hex
+                    self._pause_projectors(request_id)
+                    self._final_catch_up(store, reached, result)
+                    result.previous = (
+                        swap_active_generation(self.db, generation) or INITIAL_GENERATION
+                    )
+                    result.swapped = True
+                    self.control.release(request_id)
+                    request_id = None
+                    result.dropped = self._drop_older(result.previous, generation)
+                result.seconds = time.monotonic() - started
+                self._remember_rate(result)
+                return result
         except BaseException as exc:
             self._abort(model, request_id, result, exc)
             raise
