@@ -7,6 +7,9 @@ from dataclasses import dataclass
 
 from confluent_kafka import Message
 
+# The first retry of held or parked work; later retries double up to the configured cap.
+HOLD_FIRST_RETRY_SECONDS = 1.0
+
 
 @dataclass
 class PartitionHold:

@@ -36,7 +36,7 @@ from projector import metrics
 from projector.consumer import ConsumerLag, decode_batch
 from projector.dead_letters import DeadLetterUnavailable
 from projector.health import Health
-from projector.holds import PartitionHold
+from projector.holds import HOLD_FIRST_RETRY_SECONDS, PartitionHold
 from projector.isolation import StoredBatch, apply_or_isolate, apply_or_park
 from projector.observation import Progress, log_outcomes, record_metrics
 from projector.parked_items import ParkedItems
@@ -48,7 +48,6 @@ from servicekit.backoff import Backoff, RetryStopped, retry
 from servicekit.store_errors import StoreRejected, StoreUnavailable
 
 log = logging.getLogger("projector.run")
-HOLD_FIRST_RETRY_SECONDS = 1.0
 
 
 class ProjectorLoop:

@@ -22,6 +22,7 @@ from domain.planning import BatchPlan, CommandRecord
 from domain.rules import LogPosition
 from projector import metrics
 from projector.health import Health
+from projector.holds import HOLD_FIRST_RETRY_SECONDS
 from projector.isolation import error_text
 from projector.observation import log_outcomes, record_metrics
 from projector.parking import ParkedItem, ParkedRecord, ParkingLot
@@ -33,7 +34,6 @@ from servicekit.backoff import Backoff, RetryStopped, retry
 from servicekit.store_errors import StoreRejected, StoreUnavailable
 
 log = logging.getLogger("projector.run")
-HOLD_FIRST_RETRY_SECONDS = 1.0
 
 
 class ParkedItems:
