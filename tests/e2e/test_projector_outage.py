@@ -136,6 +136,7 @@ def test_store_down_10_s_and_hung_under_load(
     mongo: StoreClient,
     private_store: PrivateFerretDB,  # noqa: F811
     apis: tuple[str, str],
+    request: pytest.FixtureRequest,
 ) -> None:
     command_url, query_url = apis
     settings = stack.settings
@@ -148,6 +149,7 @@ def test_store_down_10_s_and_hung_under_load(
         STORE_RETRY_MAX_SECONDS="1",
         BATCH_SIZE="200",
     ).start()
+    request.addfinalizer(projector.kill)  # never left running when an assertion fails
     url = projector.health_url.rsplit("/", 1)[0]
     wait_until(lambda: readiness(url)[0] == 200, 30, "the projector to be ready")
     writers, watch = Writers(command_url), CommitWatch(stack, mongo)
@@ -181,9 +183,13 @@ def test_store_down_10_s_and_hung_under_load(
     assert any(code == 503 and "store" in body for code, body in during_kill), during_kill
     assert during_kill[-1][0] == 503
     assert lag_while_down > 50  # the lag the operator sees grows while the store is away
-    assert any(code == 503 and "store not answering" in body for code, body in during_freeze), (
-        during_freeze
-    )
+    # A hung store shows as "store not answering" when a command was caught in flight, or as
+    # "store unreachable: ... timed out" when the driver's heartbeat timed out first and the
+    # batch waits in server selection (pymongo marks the server unknown): both are honest.
+    assert any(
+        code == 503 and ("store not answering" in body or "store unreachable" in body)
+        for code, body in during_freeze
+    ), during_freeze
 
     ends = high_watermarks(
         settings.kafka_bootstrap_servers, settings.commands_topic, settings.commands_partitions
