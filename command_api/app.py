@@ -18,6 +18,7 @@ from fastapi.telemetry import TelemetryConfig
 
 from command_api import metrics
 from command_api.bootstrap import CommandApiParts, bootstrap
+from command_api.key_registry import COLLECTION as KEY_REGISTRY_COLLECTION
 from command_api.publisher import LogUnavailable
 from command_api.requests import CreateActionItemRequest, UpdateActionItemRequest
 from command_api.responses import LogUnavailableProblem
@@ -123,13 +124,19 @@ def _lifespan(parts: CommandApiParts) -> Any:
         await run_in_threadpool(publisher.start)
         log.info(
             "command API started",
-            extra={"topic": settings.commands_topic, "schemaVersion": parts.codec.writer.version},
+            extra={
+                "topic": settings.commands_topic,
+                "schemaVersion": parts.codec.writer.version,
+                "keyRegistry": f"{settings.mongodb_database}.{KEY_REGISTRY_COLLECTION}",
+                "keyRegistryTimeoutMs": settings.key_registry_timeout_ms,
+            },
         )
         yield
         # uvicorn gets here after it stopped taking connections and the requests in
         # flight have been answered; what is still queued in librdkafka is flushed now.
         log.info("shutting down: no new commands; flushing outstanding deliveries")
         outstanding = await run_in_threadpool(publisher.close, settings.shutdown_flush_seconds)
+        parts.key_registry.close()
         log.info("command API stopped", extra={"outstanding": outstanding})
 
     return lifespan

@@ -1,9 +1,10 @@
-"""Wiring of the command API: settings -> producer -> codec -> use case. No HTTP here."""
+"""Wiring of the command API: settings -> producer, key registry -> codec -> use case. No HTTP."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from command_api.key_registry import KeyRegistry
 from command_api.publisher import CommandPublisher, producer_config
 from command_api.service import CommandService
 from command_api.settings import CommandApiSettings
@@ -16,10 +17,13 @@ class CommandApiParts:
     publisher: CommandPublisher
     codec: CommandCodec
     service: CommandService
+    key_registry: KeyRegistry
 
 
 def bootstrap(settings: CommandApiSettings) -> CommandApiParts:
-    """Build the parts; nothing connects until ``publisher.start()`` (the app's lifespan)."""
+    """Build the parts; the producer connects in ``publisher.start()`` (the app's lifespan),
+    the key registry's store client in the background (no claim waits for it beyond
+    KEY_REGISTRY_TIMEOUT_MS)."""
     publisher = CommandPublisher(
         producer_config(
             settings.kafka_bootstrap_servers,
@@ -29,6 +33,9 @@ def bootstrap(settings: CommandApiSettings) -> CommandApiParts:
         settings.commands_topic,
         settings.delivery_timeout_seconds,
     )
+    registry = KeyRegistry.connect(
+        settings.mongodb_uri, settings.mongodb_database, settings.key_registry_timeout_ms
+    )
     codec = CommandCodec()
-    service = CommandService(publisher, codec, settings.delivery_timeout_seconds)
-    return CommandApiParts(settings, publisher, codec, service)
+    service = CommandService(publisher, codec, settings.delivery_timeout_seconds, keys=registry)
+    return CommandApiParts(settings, publisher, codec, service, registry)

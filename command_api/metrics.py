@@ -24,6 +24,16 @@ REPLAYED = Counter(
     "command_api_retries_from_memory_total",
     "Keyed retries answered from the in-process memory of an earlier attempt (no second copy)",
 )
+KEY_REGISTRY_UNAVAILABLE = Counter(
+    "command_api_key_registry_unavailable_total",
+    "Keyed commands accepted without a key verdict: the key registry did not answer within "
+    "KEY_REGISTRY_TIMEOUT_MS (fail open; only the projector's per-partition rule applies)",
+)
+KEY_REUSES = Counter(
+    "command_api_key_reuses_total",
+    "Keyed commands whose Idempotency-Key another command used first (sent with keyOwner; "
+    "the projector rejects them with IDEMPOTENCY_KEY_REUSED)",
+)
 LATE_ACKS = Counter(
     "command_api_late_acks_total",
     "Commands answered 503 whose record the broker acknowledged afterwards",

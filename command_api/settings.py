@@ -17,3 +17,6 @@ class CommandApiSettings(CommonSettings):
     retry_after_seconds: int = Field(5, ge=1, le=3600)
     producer_linger_ms: int = Field(5, ge=0, le=1000)
     shutdown_flush_seconds: float = Field(30.0, gt=0, le=600)
+    # Bound of one Idempotency-Key registry call (command_api/key_registry.py); past it the
+    # command is accepted without a key verdict (fail open).
+    key_registry_timeout_ms: int = Field(500, ge=10, le=10_000)

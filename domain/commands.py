@@ -74,6 +74,11 @@ class CommandEnvelope:
     # Schema v3: the authenticated caller (the bearer token's sub) that scopes Idempotency-Key;
     # None when read from v1 or v2.
     caller: str | None = None
+    # Schema v4: the commandId of the command that first used this command's Idempotency-Key
+    # (same caller), as the command API's key registry said at acceptance, when that is another
+    # command (the projector rejects this one: IDEMPOTENCY_KEY_REUSED). None for the key's first
+    # use, without a key, when the registry could not be asked, and when read from v1..v3.
+    key_owner: str | None = None
 
     @property
     def kind(self) -> str:

@@ -234,10 +234,16 @@ def settled_outcomes(plan: BatchPlan) -> list[CommandOutcome]:
 
 
 def _key_owner(owners: Mapping[str, KeyClaim], record: CommandRecord) -> str | None:
-    """Who first used the record's Idempotency-Key on its partition, before it in the log."""
+    """Who first used the record's Idempotency-Key: the command API's verdict when the
+    command carries one (schema v4 ``keyOwner``, decided at acceptance against the key
+    registry, so on any item and any partition, and the same in every replay), otherwise
+    who first applied it on the record's partition, before it in the log."""
     key = record.command.idempotency_key_hash
     if key is None:
         return None
+    verdict = record.command.key_owner
+    if verdict is not None and verdict != record.command.command_id:
+        return verdict
     claim = owners.get(claim_id(key, record.position.partition))
     if claim is None or claim.position.offset > record.position.offset:
         return None  # none, or one from later in the log (a replay from further back)

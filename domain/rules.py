@@ -103,9 +103,11 @@ def decide(
 ) -> Decision:
     """Apply one command to the current state of its ActionItem, or say why not.
 
-    ``key_owner`` is the commandId of the applied command that first used the
-    command's Idempotency-Key (for the same caller), if any: another command with
-    that key is a reuse, whatever item it is for.
+    ``key_owner`` is the commandId of the command that first used the command's
+    Idempotency-Key (for the same caller), if any: the command API's verdict carried
+    in the command, or else the first applied one on its partition
+    (``domain.planning``); another command with that key is a reuse, whatever item it
+    is for.
     """
     if (
         command.idempotency_key_hash is not None

@@ -254,6 +254,7 @@ def envelope_to_datum(envelope: CommandEnvelope) -> dict[str, Any]:
         "expectedVersion": envelope.expected_version,
         "clientId": envelope.client_id,
         "caller": envelope.caller,
+        "keyOwner": envelope.key_owner,
         "payload": payload_to_datum(envelope.payload),
     }
     datum.update(envelope.extra)
@@ -270,6 +271,7 @@ _ENVELOPE_FIELDS = {
     "expectedVersion",
     "clientId",
     "caller",
+    "keyOwner",
     "payload",
 }
 
@@ -296,6 +298,7 @@ def datum_to_envelope(datum: dict[str, Any]) -> CommandEnvelope:
             extra={k: v for k, v in datum.items() if k not in _ENVELOPE_FIELDS},
             client_id=datum.get("clientId"),
             caller=datum.get("caller"),
+            key_owner=datum.get("keyOwner"),
         )
     except DecodeError:
         raise

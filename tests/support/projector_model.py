@@ -115,6 +115,8 @@ def fold_commands(records: Sequence[CommandRecord]) -> ExpectedModel:
             continue
         key = command.idempotency_key_hash
         owner = model.key_owners.get((key, position.partition)) if key is not None else None
+        if key is not None and command.key_owner not in (None, command.command_id):
+            owner = command.key_owner  # the command API's verdict (v4) beats the partition's
         decision = decide(current.state if current else None, command, owner)
         at = timestamp(command.accepted_at)
         exception: dict[str, Any] | None = None

@@ -1,4 +1,5 @@
-"""Issue 16: bounded item documents, the Exceptions history beside them, keys claimed per partition.
+"""Issue 16: bounded item documents, the Exceptions history beside them, keys claimed per partition
+and the command API's key verdict (schema v4 keyOwner) across partitions.
 
 Pure: the planner and the document mapping, no store (the store-backed checks are in
 tests/integration/test_projector_history.py).
@@ -7,6 +8,7 @@ tests/integration/test_projector_history.py).
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 from domain.commands import CommandEnvelope
 from domain.planning import CommandRecord, KeyClaim, StoredItem, plan_batch
@@ -112,3 +114,95 @@ def test_claims_are_per_partition() -> None:
         "c-2": "applied",
     }
     assert sorted(c.id for c in plan.key_claims) == ["k:0", "k:1"]
+
+
+# -- the command API's verdict (schema v4 keyOwner) -----------------------------------
+
+
+def owned_by(command: CommandEnvelope, owner: str) -> CommandEnvelope:
+    """``command`` as the command API writes it when its key registry named another owner."""
+    return replace(command, key_owner=owner)
+
+
+def decided_in_cuts(log: list[CommandRecord], cut: int) -> dict[str, tuple[str, str | None]]:
+    """Every command's (status, exception message), planning the log in batches of ``cut``,
+    each against what the previous ones stored (claims included)."""
+    stored: dict[str, StoredItem] = {}
+    claims: dict[str, KeyClaim] = {}
+    out: dict[str, tuple[str, str | None]] = {}
+    for i in range(0, len(log), cut):
+        plan = plan_batch(log[i : i + cut], stored, {}, claims)
+        stored.update({w.stored.state.id: w.stored for w in plan.item_writes})
+        claims.update({c.id: c for c in plan.key_claims})
+        for o in plan.outcomes:
+            out[o.command_id] = (o.status, o.exception.message if o.exception else None)
+    return out
+
+
+def test_a_verdict_rejects_a_reuse_on_an_item_of_another_partition() -> None:
+    """The owner is on partition 0, the reuse on partition 1: no claim of partition 1 knows
+    the key, the verdict the command carries decides. Same entry shape as the partition rule."""
+    owner = update(title="a", key="k", command_id="c-1", at=2)
+    reuse = owned_by(update(OTHER, title="b", key="k", command_id="c-2", at=3), "c-1")
+    log = [*on_log(create(), owner), *on_log(create(OTHER, at=1), reuse, partition=1)]
+    plan = plan_batch(log, {}, {})
+    by_id = {o.command_id: o for o in plan.outcomes}
+    assert by_id["c-1"].status == "applied"
+    refused = by_id["c-2"]
+    assert refused.status == "rejected" and refused.exception is not None
+    assert refused.exception.code == Code.IDEMPOTENCY_KEY_REUSED
+    assert refused.exception.message == (
+        "Idempotency-Key was already used by command c-1 with a different payload"
+    )
+    assert (refused.exception.partition, refused.exception.offset) == (1, 1)
+    # on the item's Exceptions node and in its history, nothing else changed
+    item = next(w.stored for w in plan.item_writes if w.stored.state.id == OTHER)
+    assert [e.command_id for e in item.state.exceptions] == ["c-2"]
+    assert item.state.exception_count == 1 and item.state.version == 1
+    assert [(h.item_id, h.seq, h.entry) for h in plan.history] == [(OTHER, 1, refused.exception)]
+    # the rejected reuse claims nothing; the owner claims its own partition as before
+    assert plan.key_claims == [KeyClaim("k", "c-1", LogPosition(0, 1))]
+    expected = fold_commands(log)
+    assert expected.items[OTHER] == item
+    assert expected.statuses["c-2"]["exception"]["message"] == refused.exception.message
+
+
+def test_a_verdict_decides_whatever_the_partition_claims_say_and_in_any_replay() -> None:
+    """Even before the owner on the log (another partition may be read later), and even where
+    the partition's claim would let it through: the verdict is in the record, so every batch
+    cut, every replay and the reference fold decide it alike."""
+    reuse = owned_by(update(title="b", key="k", command_id="c-2", at=1), "c-1")
+    owner = update(OTHER, title="a", key="k", command_id="c-1", at=2)
+    # on partition 0, an applied use of the key without a verdict (accepted fail-open) claims
+    # it first; the command after it carries the verdict naming c-1, and c-1 wins the message
+    fail_open = update(title="x", key="k", command_id="c-0", at=1)
+    log = [
+        *on_log(create(), fail_open, reuse),
+        *on_log(create(OTHER), owner, partition=1),
+    ]
+    decided = {cut: decided_in_cuts(log, cut) for cut in (1, 2, 5)}
+    assert decided[1] == decided[2] == decided[5]
+    assert decided[1]["c-0"] == ("applied", None)
+    assert decided[1]["c-1"] == ("applied", None)
+    assert decided[1]["c-2"] == (
+        "rejected",
+        "Idempotency-Key was already used by command c-1 with a different payload",
+    )
+    folded = fold_commands(log).statuses
+    as_folded = {c: (s["status"], (s["exception"] or {}).get("message")) for c, s in folded.items()}
+    assert as_folded == decided[1]
+
+
+def test_a_verdict_naming_the_command_itself_leaves_the_partition_rule() -> None:
+    """A command is never its own reuse; without another owner the old rule decides, exactly
+    as for records written before schema v4 (no field)."""
+    first = update(title="a", key="k", command_id="c-1", at=2)
+    itself = owned_by(update(OTHER, title="b", key="k", command_id="c-2", at=3), "c-2")
+    plan = plan_batch(on_log(create(), create(OTHER, at=1), first, itself), {}, {})
+    refused = next(o for o in plan.outcomes if o.command_id == "c-2")
+    assert refused.exception is not None
+    assert refused.exception.message == (
+        "Idempotency-Key was already used by command c-1 with a different payload"
+    )
+    alone = plan_batch(on_log(create(OTHER), itself, partition=1), {}, {})
+    assert [o.status for o in alone.outcomes] == ["applied", "applied"]

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 
 import pytest
 
+from command_api import metrics
+from command_api.key_registry import KeyRegistryUnavailable
 from command_api.publisher import Delivered, LogUnavailable
 from command_api.service import Acceptance, CommandService, Draft, NotConfirmed, RecordHeaders
 from domain.commands import CommandEnvelope
@@ -97,3 +100,82 @@ def test_a_log_that_does_not_confirm_is_not_confirmed_with_the_command() -> None
         asyncio.run(service.accept(draft, dedupe=True))
     assert raised.value.command is made[-1]
     assert (raised.value.reason, raised.value.maybe_written) == ("timed out", True)
+
+
+# -- the key registry's verdict (schema v4 keyOwner) -----------------------------------
+
+
+class Owners:
+    """A stand-in for the key registry (its store behaviour is tested against the real store
+    in tests/integration/test_key_registry.py): answers ``owner``, or raises ``fail``."""
+
+    def __init__(self, owner: str | None = None, fail: bool = False) -> None:
+        self._owner, self.fail = owner, fail
+        self.asked: list[str] = []
+
+    async def owner(self, command: CommandEnvelope) -> str:
+        self.asked.append(command.command_id)
+        if self.fail:
+            raise KeyRegistryUnavailable("no answer within 500 ms")
+        return self._owner or command.command_id
+
+
+FIRST = "00000000-0000-4000-8000-000000000001"
+SECOND = "00000000-0000-4000-8000-000000000002"
+
+
+def keyed(key: str | None = "k") -> tuple[list[CommandEnvelope], Draft]:
+    made: list[CommandEnvelope] = []
+
+    def draft() -> CommandEnvelope:
+        made.append(create(str(uuid.uuid4()), key=key, command_id=SECOND))
+        return made[-1]
+
+    return made, draft
+
+
+def published_command(log: Log) -> CommandEnvelope:
+    return CommandCodec().decode(log.published[-1][1])
+
+
+def test_a_key_owned_by_another_command_travels_as_its_verdict() -> None:
+    log, owners = Log(partitions=3), Owners(owner=FIRST)
+    _, draft = keyed()
+    before = metrics.KEY_REUSES._value.get()
+    accepted = asyncio.run(CommandService(log, CommandCodec(), 5, keys=owners).accept(draft, True))
+    assert owners.asked == [SECOND]
+    assert accepted.command.key_owner == FIRST
+    assert published_command(log).key_owner == FIRST
+    assert metrics.KEY_REUSES._value.get() == before + 1
+
+
+def test_the_first_use_or_its_retry_travels_without_a_verdict() -> None:
+    log, owners = Log(partitions=3), Owners()
+    _, draft = keyed()
+    accepted = asyncio.run(CommandService(log, CommandCodec(), 5, keys=owners).accept(draft, True))
+    assert owners.asked == [SECOND] and accepted.command.key_owner is None
+    assert published_command(log).key_owner is None
+
+
+def test_a_command_without_a_key_does_not_ask_the_registry() -> None:
+    log, owners = Log(partitions=3), Owners(owner=FIRST)
+    _, draft = keyed(key=None)
+    accepted = asyncio.run(CommandService(log, CommandCodec(), 5, keys=owners).accept(draft, False))
+    assert owners.asked == [] and accepted.command.key_owner is None
+
+
+def test_an_unavailable_registry_fails_open_counted_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    log, owners = Log(partitions=3), Owners(fail=True)
+    _, draft = keyed()
+    before = metrics.KEY_REGISTRY_UNAVAILABLE._value.get()
+    with caplog.at_level(logging.WARNING, logger="command_api"):
+        accepted = asyncio.run(
+            CommandService(log, CommandCodec(), 5, keys=owners).accept(draft, True)
+        )
+    assert accepted.command.key_owner is None and len(log.published) == 1
+    assert metrics.KEY_REGISTRY_UNAVAILABLE._value.get() == before + 1
+    (line,) = [r for r in caplog.records if "key registry unavailable" in r.getMessage()]
+    assert line.levelno == logging.WARNING
+    assert line.__dict__["commandId"] == SECOND

@@ -22,6 +22,7 @@ from tests.unit.builders import create, update
 # the log were written with, and those records could no longer be found.
 V1_FINGERPRINT = "706dee72f851757e"
 V2_FINGERPRINT = "ba1ee32929da0103"
+V3_FINGERPRINT = "d58e9f37d248d1e5"
 
 
 def version(n: int) -> SchemaVersion:
@@ -55,6 +56,7 @@ def test_v2_is_the_writer_and_v1_is_kept() -> None:
     assert CommandCodec().writer.version == writer_schema().version
     assert version(1).fingerprint_hex == V1_FINGERPRINT
     assert version(2).fingerprint_hex == V2_FINGERPRINT
+    assert version(3).fingerprint_hex == V3_FINGERPRINT
 
 
 def test_v2_adds_exactly_one_optional_field() -> None:
@@ -134,7 +136,7 @@ def with_caller(
     return CommandEnvelope(**{**vars(with_client(command, client)), "caller": caller})
 
 
-def test_v3_adds_exactly_one_optional_field_and_is_the_writer() -> None:
+def test_v3_adds_exactly_one_optional_field() -> None:
     def fields(n: int) -> dict[str, Any]:
         raw = json.loads((AVRO_DIR / f"action_item_command.v{n}.avsc").read_text())
         return {f["name"]: f for f in raw["fields"]}
@@ -145,7 +147,6 @@ def test_v3_adds_exactly_one_optional_field_and_is_the_writer() -> None:
     # every v2 field unchanged but for its doc
     strip = lambda f: {k: v for k, v in f.items() if k != "doc"}  # noqa: E731
     assert all(strip(v2[name]) == strip(v3[name]) for name in v2)
-    assert writer_schema().version == 3
 
 
 @pytest.mark.parametrize("command", samples(), ids=["create", "update"])
@@ -161,8 +162,54 @@ def test_v1_and_v2_records_decode_with_the_v3_reader_without_a_caller(
 
 @pytest.mark.parametrize("command", samples(), ids=["create", "update"])
 def test_a_v3_record_keeps_the_caller_and_older_readers_skip_it(command: CommandEnvelope) -> None:
-    written = CommandCodec().encode(with_caller(command, "alice", "team-a"))
+    written = CommandCodec(writer=version(3)).encode(with_caller(command, "alice", "team-a"))
     assert written[2:10] == version(3).fingerprint
     assert CommandCodec().decode(written) == with_caller(command, "alice", "team-a")
     assert CommandCodec(reader=version(2)).decode(written) == with_caller(command, None, "team-a")
+    assert CommandCodec(reader=version(1)).decode(written) == with_caller(command, None, None)
+
+
+# -- version 4: the key registry's verdict (keyOwner) ---------------------------------
+
+
+def with_owner(command: CommandEnvelope, owner: str | None) -> CommandEnvelope:
+    return CommandEnvelope(**{**vars(with_caller(command, "alice", "team-a")), "key_owner": owner})
+
+
+def test_v4_adds_exactly_one_optional_field_and_is_the_writer() -> None:
+    def fields(n: int) -> dict[str, Any]:
+        raw = json.loads((AVRO_DIR / f"action_item_command.v{n}.avsc").read_text())
+        return {f["name"]: f for f in raw["fields"]}
+
+    v3, v4 = fields(3), fields(4)
+    assert set(v4) - set(v3) == {"keyOwner"}
+    assert v4["keyOwner"]["type"] == ["null", "string"] and v4["keyOwner"]["default"] is None
+    strip = lambda f: {k: v for k, v in f.items() if k != "doc"}  # noqa: E731
+    assert all(strip(v3[name]) == strip(v4[name]) for name in v3)
+    assert writer_schema().version == 4
+
+
+@pytest.mark.parametrize("command", samples(), ids=["create", "update"])
+def test_older_records_decode_with_the_v4_reader_without_a_key_owner(
+    command: CommandEnvelope,
+) -> None:
+    reader = CommandCodec(reader=version(4))
+    owned = with_owner(command, "owner-1")
+    for old in (1, 2, 3):
+        decoded = reader.decode(CommandCodec(writer=version(old)).encode(owned))
+        assert decoded.key_owner is None, old
+        assert decoded.command_id == command.command_id and decoded.payload == command.payload
+    from_v3 = CommandCodec(writer=version(3)).encode(owned)
+    assert reader.decode(from_v3) == with_owner(command, None)
+
+
+@pytest.mark.parametrize("command", samples(), ids=["create", "update"])
+def test_a_v4_record_keeps_the_key_owner_and_older_readers_skip_it(
+    command: CommandEnvelope,
+) -> None:
+    written = CommandCodec().encode(with_owner(command, "owner-1"))
+    assert written[2:10] == version(4).fingerprint
+    assert CommandCodec().decode(written) == with_owner(command, "owner-1")
+    assert CommandCodec().decode(CommandCodec().encode(with_owner(command, None))).key_owner is None
+    assert CommandCodec(reader=version(3)).decode(written) == with_owner(command, None)
     assert CommandCodec(reader=version(1)).decode(written) == with_caller(command, None, None)
