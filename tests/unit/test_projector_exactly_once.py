@@ -126,8 +126,9 @@ Logged = tuple[CommandEnvelope, bool]  # a command and whether its record has a 
 
 
 def command_streams() -> st.SearchStrategy[list[Logged]]:
-    """Creates, updates (some illegal, some with a stale If-Match), unknown items, copies;
-    each with a legacy (key = commandId) or a per-record key."""
+    """Creates, updates (some illegal, some with a stale If-Match, some carrying the key
+    registry's verdict naming the key's first use), unknown items, copies; each with a
+    legacy (key = commandId) or a per-record key."""
     step = st.one_of(
         st.tuples(st.just("create"), st.sampled_from(ITEMS), st.booleans()),
         st.tuples(
@@ -150,7 +151,12 @@ def command_streams() -> st.SearchStrategy[list[Logged]]:
                 if s[2] is not None:
                     changes["status"] = s[2]
                 key = "k" if at % 4 else None
-                out.append((update(s[1], at=at, expected=s[3], key=key, **changes), legacy))
+                command = update(s[1], at=at, expected=s[3], key=key, **changes)
+                if key is not None and at % 3 == 0:  # the command API's verdict (schema v4)
+                    first_use = next((c for c, _ in out if c.idempotency_key_hash == key), None)
+                    if first_use is not None:
+                        command = replace(command, key_owner=first_use.command_id)
+                out.append((command, legacy))
             elif s[0] == "unknown":
                 out.append(
                     (update("44444444-4444-4444-8444-444444444444", at=at, title="x"), legacy)
