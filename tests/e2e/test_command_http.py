@@ -157,6 +157,8 @@ def test_health_readiness_and_metrics(api: CommandApi) -> None:
         "command_api_retries_from_memory_total",
         "command_api_late_acks_total",
         "command_api_deliveries_in_flight",
+        "command_api_key_reuses_total",
+        "command_api_key_registry_unavailable_total",
     ):
         assert name in text, name
     assert api.metric("command_api_delivery_seconds_count") >= 1
