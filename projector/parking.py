@@ -15,8 +15,8 @@ through they are removed and the item is live again.
 
 Applying one item's records apart from the others is safe for the item's own
 guards (its last offset, its commands' statuses); the partition's position
-(what read-your-writes waits on) moves past a parked record, so a token for a
-parked command is answered without its effect (docs/projector.md).
+(what read-your-writes waits on) moves past a parked record, so the query API
+also looks for a ``parked_items`` row at or before a token (docs/projector.md).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ LATENCY = Histogram(
 )
 CONSISTENCY_WAITS = Counter(
     "query_api_consistency_waits_total",
-    "Requests with a Consistency-Token, by outcome (already, reached, timeout)",
+    "Requests with a Consistency-Token, by outcome (already, reached, timeout, parked)",
     ["outcome"],
 )
 POSITION_POLLS = Counter(

@@ -32,7 +32,7 @@ from servicekit.store_errors import StoreUnavailable, guarded
 from servicekit.store_types import StoreClient, StoreCollection
 
 log = logging.getLogger("query_api.repository")
-__all__ = ["Page", "ReadRepository", "StoreUnavailable"]
+__all__ = ["Page", "ReadRepository", "StatusRead", "StoreUnavailable"]
 # How long the first page's window origin is trusted before one query rechecks it.
 ORIGIN_RECHECK_SECONDS = 10.0
 PUBLIC_ITEM_FIELDS = {"_log": 0, "_idem": 0}
@@ -64,6 +64,12 @@ def public_status(doc: dict[str, Any]) -> dict[str, Any]:
         "exception": doc.get("exception"),
         "processedAt": doc["processedAt"],
     }
+
+
+@dataclass(frozen=True)
+class StatusRead:
+    body: dict[str, Any]  # the public status
+    parked: bool  # its item is parked at or before it: decided, not applied
 
 
 @dataclass(frozen=True)
@@ -109,9 +115,22 @@ class ReadRepository:
         )
         return public_item(doc) if doc else None
 
-    def get_status(self, command_id: str) -> dict[str, Any] | None:
-        doc = self._guard(lambda: self.read_model().commands.find_one({"_id": command_id}))
-        return public_status(doc) if doc else None
+    def get_status(self, command_id: str) -> StatusRead | None:
+        """The command's stored status, and whether it is parked: the projector stores a
+        status before the item's write, so a command whose item the store then refused
+        has a decision on record but no effect yet (one more query, by _id)."""
+
+        def read() -> StatusRead | None:
+            model = self.read_model()
+            doc = model.commands.find_one({"_id": command_id})
+            if doc is None:
+                return None
+            parked = "partition" in doc and self._parked(
+                model, int(doc["partition"]), int(doc["offset"]), str(doc["actionItemId"])
+            )
+            return StatusRead(public_status(doc), parked)
+
+        return self._guard(read)
 
     def list_items(self, query: ListQuery) -> Page:
         """One page in ORDER; ``last`` is set exactly when more matching items follow.
@@ -203,6 +222,24 @@ class ReadRepository:
         """The projector's next offset per partition in the active generation."""
         docs = self._guard(lambda: list(self.read_model().positions.find({})))
         return {int(d["partition"]): int(d["nextOffset"]) for d in docs}
+
+    def parked_at_or_before(self, partition: int, offset: int, item_id: str | None = None) -> bool:
+        """True while an item is parked (projector/parking.py) at or before ``offset`` of
+        ``partition``: the store refused its write, so its commands from there on wait and
+        their effect is not in the read model. Only ``item_id`` when given, else any item.
+
+        ``parked_items`` holds one row per parked item at its first parked record, so
+        this is one small indexed query whatever the number of records waiting (a range
+        query over ``parked_commands`` costs every record it matches on DocumentDB).
+        """
+        return self._guard(lambda: self._parked(self.read_model(), partition, offset, item_id))
+
+    @staticmethod
+    def _parked(model: ReadModel, partition: int, offset: int, item_id: str | None) -> bool:
+        query: dict[str, Any] = {"partition": partition, "offset": {"$lte": offset}}
+        if item_id is not None:
+            query["_id"] = item_id
+        return model.parked_items.find_one(query, {"_id": 1}) is not None
 
     @staticmethod
     def _guard(fn: Callable[[], T]) -> T:

@@ -86,7 +86,7 @@ def _item_routes(router: APIRouter, service: QueryService) -> None:
         if_none_match: Annotated[str | None, Header(alias="If-None-Match")] = None,
     ) -> Response:
         """One ActionItem with its Exceptions node; `ETag` is its version."""
-        await service.wait_for(consistency_token)
+        await service.wait_for(consistency_token, str(actionItemId))
         item = await service.read(service.repository.get_item, str(actionItemId))
         if item is None:
             raise Problem(404, "Not Found", f"no ActionItem {actionItemId}")
@@ -110,7 +110,15 @@ def _item_routes(router: APIRouter, service: QueryService) -> None:
             raise Problem(
                 404, "Not Found", f"command {commandId} is not processed yet (or does not exist)"
             )
-        return JSONResponse(found)
+        if found.parked:
+            # decided, not applied: the store refused its item's write (projector/parking.py)
+            raise Problem(
+                404,
+                "Not Found",
+                f"command {commandId} is not processed yet: the store refused a write of its "
+                "ActionItem, so it waits, in order, until the projector can apply it",
+            )
+        return JSONResponse(found.body)
 
 
 def _history_route(router: APIRouter, service: QueryService, history: ExceptionHistory) -> None:
@@ -155,7 +163,7 @@ def _history_route(router: APIRouter, service: QueryService, history: ExceptionH
                     f"{exc}; pass nextCursor from a previous page of this item's exceptions",
                     errors=[{"field": "cursor", "message": str(exc)}],
                 ) from None
-        await service.wait_for(consistency_token)
+        await service.wait_for(consistency_token, item_id)
         page = await service.read(history.page, item_id, after, limit)
         if page is None:
             raise Problem(404, "Not Found", f"no ActionItem {actionItemId}")

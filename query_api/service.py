@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from fastapi.concurrency import run_in_threadpool
 
-from query_api.consistency import ProjectionWatcher
+from query_api.consistency import ProjectionWatcher, Wait
 from query_api.repository import ReadRepository, StoreUnavailable
 from query_api.settings import QueryApiSettings
 from servicekit.consistency import BadToken, ConsistencyToken
@@ -22,6 +22,16 @@ from servicekit.problems import Problem
 
 log = logging.getLogger("query_api")
 T = TypeVar("T")
+# Why a token is not satisfied when a command it covers is parked: one of the item read
+# (True), or of an item of the token's partition (False). No store text here.
+PARKED_REASON = {
+    True: ": the store refused a write of this ActionItem, so its commands from that one on "
+    "wait, in order, until the projector can apply them (it retries; an operator may have "
+    "to remove the cause)",
+    False: ": the store refused a write of an ActionItem (its own, or one changed before "
+    "it), so that ActionItem's commands wait, in order, until the projector can apply them "
+    "(it retries; an operator may have to remove the cause)",
+}
 
 
 class QueryService:
@@ -35,17 +45,22 @@ class QueryService:
         try:
             return await run_in_threadpool(fn, *args)
         except StoreUnavailable as exc:
-            # The driver's text names hosts and topology: it goes to the log, not to the client.
-            log.warning("read failed: store unreachable", extra={"error": str(exc)})
-            raise Problem(
-                503,
-                "Service Unavailable",
-                "the read model store is unreachable; nothing was read, retry later",
-                headers={"Retry-After": str(self.settings.retry_after_seconds)},
-            ) from None
+            raise self._store_down(exc) from None
 
-    async def wait_for(self, token_text: str | None) -> None:
-        """Return once the token's command is processed; 400 if malformed, 503 past the bound."""
+    def _store_down(self, exc: StoreUnavailable) -> Problem:
+        # The driver's text names hosts and topology: it goes to the log, not to the client.
+        log.warning("read failed: store unreachable", extra={"error": str(exc)})
+        return Problem(
+            503,
+            "Service Unavailable",
+            "the read model store is unreachable; nothing was read, retry later",
+            headers={"Retry-After": str(self.settings.retry_after_seconds)},
+        )
+
+    async def wait_for(self, token_text: str | None, item_id: str | None = None) -> None:
+        """Return once the token's command is processed and its effect readable: for
+        ``item_id``, no command of that item up to the token is parked; without it, none
+        of the partition's. 400 if malformed, 503 past the bound."""
         if token_text is None:
             return
         try:
@@ -59,15 +74,26 @@ class QueryService:
             ) from None
         assert self.watcher is not None, "the watcher starts with the app"
         bound = self.settings.consistency_wait_seconds
-        if not await self.watcher.wait_for(token, bound):
-            raise Problem(
-                503,
-                "Service Unavailable",
-                f"command {token.command_id} is not processed yet (waited {bound:g} s); "
-                "retry later with the same Consistency-Token",
-                headers={"Retry-After": str(self.settings.retry_after_seconds)},
-                commandId=token.command_id,
+        try:
+            outcome = await self.watcher.wait_for(token, bound, item_id)
+        except StoreUnavailable as exc:
+            raise self._store_down(exc) from None
+        if outcome is Wait.SATISFIED:
+            return
+        if outcome is Wait.PARKED:
+            log.info(
+                "token read answered 503: a command it covers is parked",
+                extra={"commandId": token.command_id, "actionItemId": item_id},
             )
+        raise Problem(
+            503,
+            "Service Unavailable",
+            f"command {token.command_id} is not processed yet (waited {bound:g} s)"
+            f"{PARKED_REASON[item_id is not None] if outcome is Wait.PARKED else ''}; "
+            "retry later with the same Consistency-Token",
+            headers={"Retry-After": str(self.settings.retry_after_seconds)},
+            commandId=token.command_id,
+        )
 
     async def ready(self) -> dict[str, str]:
         """/readyz: ready when the store answers, else 503 naming it."""

@@ -112,6 +112,11 @@ class ReadModel:
         self.commands.create_index([("actionItemId", ASCENDING)], name="by_item")
         self.exceptions.create_index([("itemId", ASCENDING), ("seq", ASCENDING)], name="by_item")
         self.parked_commands.create_index([("itemId", ASCENDING)], name="by_item")
+        # read-your-writes (query_api/consistency.py): is an item of this partition parked at
+        # or before a token's offset? (one row per parked item, its first parked record)
+        self.parked_items.create_index(
+            [("partition", ASCENDING), ("offset", ASCENDING)], name="by_position"
+        )
 
     def drop(self) -> None:
         for name in self.collection_names():
