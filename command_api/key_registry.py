@@ -20,7 +20,9 @@ the same commandId, so it finds itself as the owner.
 
 Every call is bounded (``KEY_REGISTRY_TIMEOUT_MS``); past the bound, or with the
 store down, ``KeyRegistryUnavailable``: the caller accepts the command without
-a verdict (fail open, command_api/service.py).
+a verdict (fail open, command_api/service.py). After such a failure the store
+is not asked for ``PAUSE_AFTER_FAILURE_SECONDS`` (those claims fail open at
+once), so an outage does not add the whole bound to every keyed write.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from servicekit.store_client import store_client
 from servicekit.store_types import StoreClient, StoreCollection
 
 COLLECTION = "idempotency_key_owners"
+PAUSE_AFTER_FAILURE_SECONDS = 1.0
 
 
 class KeyRegistryUnavailable(Exception):
@@ -51,6 +54,7 @@ class KeyRegistry:
         self.client = client
         self.collection: StoreCollection = client[database][COLLECTION]
         self.timeout = timeout_ms / 1000
+        self._paused_until = 0.0
         # Its own threads: a slow store must not take the threads other work runs on.
         self._threads = ThreadPoolExecutor(threads, thread_name_prefix="key-registry")
 
@@ -70,15 +74,24 @@ class KeyRegistry:
     async def owner(self, command: CommandEnvelope) -> str:
         """The commandId that owns ``command``'s key: its own when it is the first use (or a
         retry of it). ``KeyRegistryUnavailable`` when the store did not answer in time."""
+        now = time.monotonic()
+        if now < self._paused_until:
+            raise KeyRegistryUnavailable("not asked: the store did not answer a moment ago")
         loop = asyncio.get_running_loop()
-        deadline = time.monotonic() + self.timeout
-        claim = loop.run_in_executor(self._threads, self.claim, command, deadline)
+        claim = loop.run_in_executor(self._threads, self.claim, command, now + self.timeout)
         try:
             return await asyncio.wait_for(claim, self.timeout)
         except TimeoutError:
+            self._pause()
             raise KeyRegistryUnavailable(
                 f"no answer within {int(self.timeout * 1000)} ms"
             ) from None
+        except KeyRegistryUnavailable:
+            self._pause()
+            raise
+
+    def _pause(self) -> None:
+        self._paused_until = time.monotonic() + PAUSE_AFTER_FAILURE_SECONDS
 
     def claim(self, command: CommandEnvelope, deadline: float | None = None) -> str:
         """Blocking ``owner``. A claim still queued at ``deadline`` is not sent (its request

@@ -2,20 +2,26 @@
 
 First use wins, a retry of the same command finds itself, concurrent claims of one
 key from many threads leave exactly one owner that every claimant is told, and a
-store that cannot be reached is KeyRegistryUnavailable within the bound.
+store that cannot be reached is KeyRegistryUnavailable, and not asked again for a moment.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
 
-from command_api.key_registry import COLLECTION, KeyRegistry, KeyRegistryUnavailable
+from command_api.key_registry import (
+    COLLECTION,
+    PAUSE_AFTER_FAILURE_SECONDS,
+    KeyRegistry,
+    KeyRegistryUnavailable,
+)
 from domain.commands import CommandEnvelope
 from servicekit.store_types import StoreClient
 from tests.support.services import free_port
@@ -99,13 +105,23 @@ def test_concurrent_claims_of_one_key_leave_exactly_one_owner(registry: KeyRegis
         assert winners == [stored["commandId"]], key
 
 
-def test_an_unreachable_store_is_unavailable_within_the_bound() -> None:
+def test_an_unreachable_store_is_unavailable_then_not_asked_for_a_moment() -> None:
+    """Unavailable (not a hang, not another error); the claims right after a failure are not
+    sent at all (fail open at once), and after the pause the store is asked again."""
     port = free_port()  # nothing listens there
     keys = KeyRegistry.connect(f"mongodb://127.0.0.1:{port}", "nowhere", timeout_ms=300)
     try:
-        with pytest.raises(KeyRegistryUnavailable):
+        with pytest.raises(KeyRegistryUnavailable, match="ServerSelectionTimeoutError"):
             keys.claim(command("k-down"))
-        with pytest.raises(KeyRegistryUnavailable):
-            asyncio.run(keys.owner(command("k-down")))
+
+        def owner() -> str:
+            with pytest.raises(KeyRegistryUnavailable) as raised:
+                asyncio.run(keys.owner(command("k-down")))
+            return str(raised.value)
+
+        assert "not asked" not in owner()  # asked, and failed: the pause starts
+        assert "not asked" in owner()
+        time.sleep(PAUSE_AFTER_FAILURE_SECONDS + 0.1)
+        assert "not asked" not in owner()
     finally:
         keys.close()
