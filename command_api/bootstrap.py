@@ -27,8 +27,9 @@ def bootstrap(settings: CommandApiSettings) -> CommandApiParts:
     publisher = CommandPublisher(
         producer_config(
             settings.kafka_bootstrap_servers,
-            int((settings.delivery_timeout_seconds + settings.late_ack_grace_seconds) * 1000),
             settings.producer_linger_ms,
+            settings.producer_queue_max_messages,
+            settings.producer_queue_max_kbytes,
         ),
         settings.commands_topic,
         settings.delivery_timeout_seconds,

@@ -52,7 +52,15 @@ REQUEST_SECONDS = Histogram(
     ["method"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
-IN_FLIGHT = Gauge("command_api_deliveries_in_flight", "Records produced and not yet acknowledged")
+IN_FLIGHT = Gauge(
+    "command_api_deliveries_in_flight",
+    "Records produced and not yet acknowledged (queued in librdkafka or sent)",
+)
+PENDING_AFTER_503 = Gauge(
+    "command_api_deliveries_pending_after_503",
+    "Records whose request was answered 503 and that librdkafka still holds: written when "
+    "the log is back (a late ack), or dropped at shutdown",
+)
 
 
 def observe_response(scope: Scope, status: int, seconds: float) -> None:

@@ -21,7 +21,11 @@ HTTP layer turns it into a 503. Three guarantees the HTTP layer relies on:
 Every produce call writes its record under a key of its own,
 ``<commandId>.<attemptId>`` (``schemas/record_key.py``): a copy that a retry
 writes after all never shares a key with the first, so log compaction never
-removes a command's first copy.
+removes a command's first copy. And one produce call writes one record: records
+never time out in librdkafka and one request is in flight per connection, so
+the idempotent producer never bumps its epoch and resends a record the broker
+may already have (``producer_config``). A request answered 503 leaves its
+record with librdkafka, which writes it when the log is back (a late ack).
 """
 
 from __future__ import annotations
@@ -81,21 +85,53 @@ class Delivered:
     replayed: bool = False
 
 
-def producer_config(bootstrap: str, delivery_timeout_ms: int, linger_ms: int) -> dict[str, object]:
-    """librdkafka settings; ``delivery_timeout_ms`` = the request's bound + the late-ack grace.
+# The producer's own queue (queued + in flight, not yet acknowledged): the memory bound
+# while the log is down. A full queue refuses the next record at once (503, queue_full).
+QUEUE_MAX_MESSAGES = 20_000
+QUEUE_MAX_KBYTES = 32 * 1024
 
-    librdkafka gives up on a record shortly after its client was told 503: a record
-    still queued then is never sent (so a 503 during an outage is almost always
-    "not written"); one already in flight may still be appended by the broker,
-    and an acknowledgement inside the grace is seen and remembered (a late ack).
-    Either way a retry with the same Idempotency-Key stays safe.
+
+def producer_config(
+    bootstrap: str,
+    linger_ms: int,
+    queue_max_messages: int = QUEUE_MAX_MESSAGES,
+    queue_max_kbytes: int = QUEUE_MAX_KBYTES,
+) -> dict[str, object]:
+    """librdkafka settings: a produce call writes its record at most once, under its one key.
+
+    librdkafka's idempotent producer writes one produce call twice when it bumps
+    its epoch while a record that the broker may already have appended is
+    waiting for a retry: the retry goes out under the new epoch and new sequence
+    numbers, and the broker cannot tell it from a new record
+    (confluentinc/librdkafka#4953). Both copies share the call's record key, so
+    the log cleaner would keep only the later one. librdkafka 2.x bumps the epoch
+    of an idempotent, non-transactional producer when
+
+    - a record times out locally (``message.timeout.ms``): so records never time
+      out (0 = infinite). A request still answers 503 at its own bound; its
+      record stays with librdkafka and is written when the log is back (or
+      dropped at shutdown): ``maybeWritten`` is true and a retry with the same
+      Idempotency-Key awaits that attempt instead of producing a second one;
+    - a request that is not the first in flight for its partition fails with
+      OUT_OF_ORDER_SEQUENCE_NUMBER because the one before it failed (a leader
+      without enough in-sync replicas, a leader change): so one request in
+      flight per connection, and there is never a second one to fail that way;
+    - a produce error is permanent (a record too large, no authorisation) or the
+      broker lost the producer id: not produced by a healthy deployment (the
+      default body limit, 64 KiB, is far below the broker's ``message.max.bytes``).
+
+    A fatal error replaces the producer (a new producer id): the old one's
+    records fail and are not resent.
     """
     return {
         "bootstrap.servers": bootstrap,
         "acks": "all",
         "enable.idempotence": True,
+        "message.timeout.ms": 0,
+        "max.in.flight.requests.per.connection": 1,
+        "queue.buffering.max.messages": queue_max_messages,
+        "queue.buffering.max.kbytes": queue_max_kbytes,
         "linger.ms": linger_ms,
-        "message.timeout.ms": delivery_timeout_ms,
         # notice a broker that is back within a second or two, not after 10 s of backoff
         "reconnect.backoff.max.ms": 2000,
         "compression.type": "none",
@@ -131,8 +167,10 @@ class CommandPublisher:
         self._partitions: int | None = None
         self._metadata_lock = asyncio.Lock()
         self._in_flight = 0
-        # attempts whose request already answered 503: an ack for one of them is a late ack
-        self._gave_up: set[Pending] = set()
+        # attempts whose request already answered 503 -> when it first did (loop clock):
+        # an ack for one of them is a late ack. Bounded by the producer's queue (records never
+        # time out in librdkafka; each entry leaves with its delivery report or at close).
+        self._gave_up: dict[Pending, float] = {}
         self.late_acks = 0
         # commandId -> pending future or delivered position, for keyed retries in this process
         self._recent: OrderedDict[str, Pending | Delivered] = OrderedDict()
@@ -189,7 +227,13 @@ class CommandPublisher:
         old.close()
 
     def close(self, flush_seconds: float) -> int:
-        """Refuse new commands, wait for outstanding deliveries; returns how many did not finish."""
+        """Refuse new commands, wait for outstanding deliveries; returns how many did not finish.
+
+        Records never time out in librdkafka, so while the log is down the flush
+        waits the whole ``flush_seconds`` and what is left is dropped: every such
+        request was answered 503 (none was answered 202); the ones still queued
+        were never sent, the ones in flight may be on the log (``maybeWritten``).
+        """
         with self._lock:
             self._closed = True
             producer = self._producer
@@ -202,12 +246,21 @@ class CommandPublisher:
         if self._poller is not None:
             self._poller.join(2)
         if remaining:
-            log.error(
-                "shutdown with deliveries outstanding; their requests were not answered 202",
-                extra={"outstanding": remaining},
-            )
+            producer.purge(in_queue=True, in_flight=False, blocking=False)
+            producer.poll(0)  # serve the purged records' reports
+            in_flight = len(producer)
             producer.purge(in_queue=True, in_flight=True, blocking=False)
             producer.flush(0)
+            log.error(
+                "shutdown with records never acknowledged: dropped; their requests were "
+                "answered 503, none 202; the queued ones were never sent, the ones in flight "
+                "may be on the log (a retry with the same Idempotency-Key is safe)",
+                extra={
+                    "dropped": remaining,
+                    "droppedQueued": max(0, remaining - in_flight),
+                    "droppedInFlight": min(in_flight, remaining),
+                },
+            )
         producer.close()
         log.info("producer flushed and closed", extra={"outstanding": remaining})
         return remaining
@@ -349,7 +402,8 @@ class CommandPublisher:
             return await asyncio.wait_for(asyncio.shield(future), remaining)
         except TimeoutError:
             if not future.done():
-                self._gave_up.add(future)
+                self._gave_up.setdefault(future, asyncio.get_running_loop().time())
+                metrics.PENDING_AFTER_503.set(len(self._gave_up))
             raise LogUnavailable(
                 f"no acknowledgement from the log within {self.timeout:g} s",
                 maybe_written=True,
@@ -361,8 +415,10 @@ class CommandPublisher:
     ) -> None:
         self._in_flight -= 1
         metrics.IN_FLIGHT.dec()
-        answered_503 = future in self._gave_up
-        self._gave_up.discard(future)
+        answered_at = self._gave_up.pop(future, None)
+        answered_503 = answered_at is not None
+        if answered_503:
+            metrics.PENDING_AFTER_503.set(len(self._gave_up))
         if err is not None:
             if self._recent.get(command_id) is future:
                 del self._recent[command_id]
@@ -389,6 +445,9 @@ class CommandPublisher:
                     "commandId": command_id,
                     "partition": delivered.partition,
                     "offset": delivered.offset,
+                    "secondsAfter503": round(
+                        asyncio.get_running_loop().time() - (answered_at or 0.0), 3
+                    ),
                 },
             )
         if not future.done():

@@ -13,9 +13,9 @@ A retry by the client is a new produce call, hence a new key: both copies stay
 on the log and the projector's "first copy wins" decides the same way in the
 live model and in every replay. librdkafka's own retries of one produce call
 resend the same record (same key); the idempotent producer has the broker
-drop them, so one produce call normally leaves one record. (After an epoch
-bump librdkafka can write an in-flight record twice under its one key:
-docs/command-api.md, "Two copies on a compacted log".)
+drop them, so one produce call leaves one record. (librdkafka can write a
+record twice under its one key after an epoch bump; the command API's producer
+settings exclude the bumps: docs/command-api.md, "One produce call, one record".)
 
 Records written before this scheme (issue 20) are keyed by the bare commandId
 (``legacy``). They stay on the log as they are (it is never rewritten) and the

@@ -6,7 +6,10 @@ bound) and the projector against it, and stop the cluster at the end.
 
 - cluster stopped: 503 with Retry-After and the commandId within the bound,
   never a 202; /readyz is a 503 problem naming kafka; cluster back: 202 again,
-  and a retry with the same Idempotency-Key gets the same commandId;
+  and a retry with the same Idempotency-Key gets the same commandId; every
+  503'd attempt stayed with the producer (records never time out in
+  librdkafka, issue 20) and is on the log exactly once: written when the
+  cluster came back, each a late ack, the keyed retries answered from it;
 - cluster stalled (every node SIGSTOPped) past the bound: 503, then the broker
   acknowledges late; the retry is answered from the in-process memory (one copy),
   and after a restart of the API (memory lost) the retry writes a second copy
@@ -46,7 +49,6 @@ BOUND = 2.0  # DELIVERY_TIMEOUT_SECONDS of the API under test
 # 10+ were seen): scheduling, connection set-up. The server's own wait is checked tighter.
 SLACK = 3.0
 SERVER_SLACK = 0.5
-GRACE = 8.0  # LATE_ACK_GRACE_SECONDS of the API under test
 
 
 @dataclass
@@ -111,8 +113,6 @@ def outage(
             REPLICATION_FACTOR="3",
             MIN_INSYNC_REPLICAS="2",
             DELIVERY_TIMEOUT_SECONDS=str(BOUND),
-            # long enough that the stalled record is still pending when the nodes resume
-            LATE_ACK_GRACE_SECONDS=str(GRACE),
             RETRY_AFTER_SECONDS="3",
         ) as (settings, env):
             api = start_command_api(env, log_dir)
@@ -155,6 +155,7 @@ def check_unconfirmed(answer: httpx.Response, elapsed: float) -> dict[str, Any]:
 def test_cluster_down_is_503_within_the_bound_and_back_is_202(outage: Outage) -> None:
     warm = outage.api.post({"title": "before the outage"})
     assert warm.status_code == 202, warm.text
+    late_acks = outage.api.metric("command_api_late_acks_total")
 
     outage.cluster.stop()
     readiness = httpx.get(f"{outage.api.url}/readyz", headers=operator_headers(), timeout=10)
@@ -176,6 +177,13 @@ def test_cluster_down_is_503_within_the_bound_and_back_is_202(outage: Outage) ->
 
     outage.cluster.start()
     wait_until(lambda: ready(outage.api.url), 60, "the API ready again after the cluster restart")
+    # Every 503'd record was still held by the producer and is written now: 11 late acks.
+    wait_until(
+        lambda: outage.api.metric("command_api_deliveries_pending_after_503") == 0,
+        120,
+        "the producer delivered every record whose request was answered 503",
+    )
+    assert outage.api.metric("command_api_late_acks_total") == late_acks + len(problems) + 1
 
     retried = [post(outage.api, b[0], **b[1])[0] for b in bodies[:6]]
     for answer, problem in zip(retried, problems[:6], strict=True):
@@ -188,9 +196,16 @@ def test_cluster_down_is_503_within_the_bound_and_back_is_202(outage: Outage) ->
     on_log = outage.records()
     for answer in [warm, fresh, *retried]:
         assert len(on_log[answer.json()["commandId"]]) == 1
-    for problem in problems[6:]:  # unkeyed and never retried
-        if not problem["maybeWritten"]:
-            assert problem["commandId"] not in on_log, "a 503 said 'not written' but it is"
+    # A 503 during an outage is "maybe written", and with a process that lives until the log
+    # is back it is written: the unkeyed commands and the PATCH too, each once. (Before
+    # issue 20 librdkafka dropped a queued record 1 s after its 503: almost never written.)
+    for problem in [*problems[6:], patched.json()]:
+        assert problem["maybeWritten"] is True
+        assert len(on_log.get(problem["commandId"], [])) == 1, (
+            f"{problem['commandId']}: {len(on_log.get(problem['commandId'], []))} copies of a "
+            "503'd command on the log, expected the held record written once"
+        )
+        assert outage.applied(problem["commandId"])["status"] == "applied"
     for answer in retried:
         assert outage.applied(answer.json()["commandId"])["status"] == "applied"
 

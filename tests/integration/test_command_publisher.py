@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,8 +23,11 @@ def topic(kafka_bootstrap: str) -> Iterator[str]:
         yield settings.commands_topic
 
 
-def publisher(bootstrap: str, topic: str, timeout: float = 5.0) -> CommandPublisher:
-    return CommandPublisher(producer_config(bootstrap, int(timeout * 1000), 5), topic, timeout)
+def publisher(
+    bootstrap: str, topic: str, timeout: float = 5.0, queue_max_messages: int = 20_000
+) -> CommandPublisher:
+    config = producer_config(bootstrap, 5, queue_max_messages=queue_max_messages)
+    return CommandPublisher(config, topic, timeout)
 
 
 def test_records_are_acknowledged_with_their_position(kafka_bootstrap: str, topic: str) -> None:
@@ -166,6 +170,44 @@ def test_an_unreachable_log_is_a_bounded_failure() -> None:
     assert time.monotonic() - started < 10
     with pytest.raises(LogUnavailable):
         pub.check(timeout=0.5)
+
+
+def test_a_full_producer_queue_is_an_immediate_not_written_503(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Records never time out in librdkafka (issue 20), so while the log is unreachable
+    every 503'd record stays queued: the queue bound is the memory bound, a full queue
+    refuses the next record at once, and a shutdown drops (and counts) what is left."""
+    pub = publisher("127.0.0.1:1", "nowhere", timeout=0.5, queue_max_messages=3)
+    pub.start()
+
+    async def run() -> tuple[list[BaseException], LogUnavailable, int, int]:
+        held = await asyncio.gather(
+            *(pub.publish(f"held-{i}", b"v", 0, [], True) for i in range(3)),
+            return_exceptions=True,
+        )
+        # a deadline far away: only the refusal, not the bound, can end this wait early
+        deadline = asyncio.get_running_loop().time() + 300
+        with pytest.raises(LogUnavailable) as full:
+            await pub.publish("one-too-many", b"v", 0, [], True, deadline=deadline)
+        pending = len(pub._gave_up)
+        dropped = await asyncio.to_thread(pub.close, 0.5)
+        await asyncio.sleep(0.1)  # the purged records' reports reach the loop
+        return [h for h in held if isinstance(h, BaseException)], full.value, pending, dropped
+
+    with caplog.at_level(logging.ERROR, logger="command_api.publisher"):
+        held, full, pending_before_close, dropped = asyncio.run(run())
+    assert len(held) == 3, held
+    for attempt in held:
+        assert isinstance(attempt, LogUnavailable), attempt
+        assert attempt.cause == "timeout" and attempt.maybe_written
+    assert full.cause == "queue_full" and not full.maybe_written
+    assert pending_before_close == 3, "the 503'd records are not held for a late ack"
+    assert dropped == 3
+    assert pub._gave_up == {} and pub.in_flight == 0, "bookkeeping left after close"
+    lines = [r for r in caplog.records if "records never acknowledged" in r.getMessage()]
+    assert len(lines) == 1, [r.getMessage() for r in caplog.records]
+    assert (lines[0].dropped, lines[0].droppedQueued) == (3, 3)  # type: ignore[attr-defined]
 
 
 def test_a_missing_topic_is_reported_not_waited_for(kafka_bootstrap: str) -> None:
