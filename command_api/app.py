@@ -122,6 +122,7 @@ def _lifespan(parts: CommandApiParts) -> Any:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(publisher.start)
+        parts.key_registry.start()
         log.info(
             "command API started",
             extra={

@@ -21,9 +21,8 @@ class CommandApiParts:
 
 
 def bootstrap(settings: CommandApiSettings) -> CommandApiParts:
-    """Build the parts; the producer connects in ``publisher.start()`` (the app's lifespan),
-    the key registry's store client in the background (no claim waits for it beyond
-    KEY_REGISTRY_TIMEOUT_MS)."""
+    """Build the parts; nothing connects until ``publisher.start()`` and
+    ``key_registry.start()`` (the app's lifespan)."""
     publisher = CommandPublisher(
         producer_config(
             settings.kafka_bootstrap_servers,
@@ -34,7 +33,7 @@ def bootstrap(settings: CommandApiSettings) -> CommandApiParts:
         settings.commands_topic,
         settings.delivery_timeout_seconds,
     )
-    registry = KeyRegistry.connect(
+    registry = KeyRegistry(
         settings.mongodb_uri, settings.mongodb_database, settings.key_registry_timeout_ms
     )
     codec = CommandCodec()

@@ -46,30 +46,49 @@ class KeyRegistryUnavailable(Exception):
 
 
 class KeyRegistry:
-    """Claims a key for a command, or names the command that claimed it first."""
+    """Claims a key for a command, or names the command that claimed it first.
 
-    def __init__(
-        self, client: StoreClient, database: str, timeout_ms: int, threads: int = 8
-    ) -> None:
-        self.client = client
-        self.collection: StoreCollection = client[database][COLLECTION]
+    Built without I/O; ``start()`` (the app's lifespan) makes its store client, which
+    connects in the background. Before ``start()`` and after ``close()`` every claim is
+    ``KeyRegistryUnavailable``.
+    """
+
+    def __init__(self, uri: str, database: str, timeout_ms: int, threads: int = 8) -> None:
+        self.uri, self.database = uri, database
+        self.timeout_ms = timeout_ms
         self.timeout = timeout_ms / 1000
+        self.threads = threads
+        self._client: StoreClient | None = None
+        self._collection: StoreCollection | None = None
+        self._threads: ThreadPoolExecutor | None = None
         self._paused_until = 0.0
-        # Its own threads: a slow store must not take the threads other work runs on.
-        self._threads = ThreadPoolExecutor(threads, thread_name_prefix="key-registry")
 
     @classmethod
     def connect(cls, uri: str, database: str, timeout_ms: int) -> KeyRegistry:
-        """A registry on its own client; nothing connects until the first claim."""
+        """A started registry (tests and tools)."""
+        registry = cls(uri, database, timeout_ms)
+        registry.start()
+        return registry
+
+    def start(self) -> None:
+        """Its own store client (bounded by the registry's timeout) and its own threads: a
+        slow store must not take the threads other work runs on."""
         client = store_client(
-            uri,
+            self.uri,
             app_name="command_api.key_registry",
-            timeout_ms=timeout_ms,
-            socket_timeout_ms=timeout_ms,
-            operation_timeout_ms=timeout_ms,
+            timeout_ms=self.timeout_ms,
+            socket_timeout_ms=self.timeout_ms,
+            operation_timeout_ms=self.timeout_ms,
             max_pool_size=16,
         )
-        return cls(client, database, timeout_ms)
+        self._client, self._collection = client, client[self.database][COLLECTION]
+        self._threads = ThreadPoolExecutor(self.threads, thread_name_prefix="key-registry")
+
+    @property
+    def collection(self) -> StoreCollection:
+        if self._collection is None:
+            raise KeyRegistryUnavailable("the key registry is not started")
+        return self._collection
 
     async def owner(self, command: CommandEnvelope) -> str:
         """The commandId that owns ``command``'s key: its own when it is the first use (or a
@@ -77,6 +96,8 @@ class KeyRegistry:
         now = time.monotonic()
         if now < self._paused_until:
             raise KeyRegistryUnavailable("not asked: the store did not answer a moment ago")
+        if self._threads is None:
+            raise KeyRegistryUnavailable("the key registry is not started")
         loop = asyncio.get_running_loop()
         claim = loop.run_in_executor(self._threads, self.claim, command, now + self.timeout)
         try:
@@ -101,9 +122,10 @@ class KeyRegistry:
             raise ValueError("a command without an Idempotency-Key has no key to claim")
         if deadline is not None and time.monotonic() >= deadline:
             raise KeyRegistryUnavailable("gave up before asking: waited for a thread")
+        collection = self.collection
         try:
             try:
-                self.collection.insert_one(
+                collection.insert_one(
                     {
                         "_id": key,
                         "commandId": command.command_id,
@@ -113,7 +135,7 @@ class KeyRegistry:
                 )
                 return command.command_id
             except DuplicateKeyError:
-                found = self.collection.find_one({"_id": key}, {"commandId": 1})
+                found = collection.find_one({"_id": key}, {"commandId": 1})
         except PyMongoError as exc:
             raise KeyRegistryUnavailable(f"{type(exc).__name__}: {exc}") from None
         if found is None:  # claims are never removed; a store that lost one is not answering
@@ -121,5 +143,9 @@ class KeyRegistry:
         return str(found["commandId"])
 
     def close(self) -> None:
-        self._threads.shutdown(wait=False, cancel_futures=True)
-        self.client.close()
+        threads, client = self._threads, self._client
+        self._threads = self._client = self._collection = None
+        if threads is not None:
+            threads.shutdown(wait=False, cancel_futures=True)
+        if client is not None:
+            client.close()

@@ -125,3 +125,14 @@ def test_an_unreachable_store_is_unavailable_then_not_asked_for_a_moment() -> No
         assert "not asked" not in owner()
     finally:
         keys.close()
+
+
+def test_a_registry_not_started_or_closed_is_unavailable(mongodb_uri: str) -> None:
+    """Built without I/O (the app builds it before its lifespan starts it)."""
+    keys = KeyRegistry(mongodb_uri, "never", timeout_ms=300)
+    with pytest.raises(KeyRegistryUnavailable, match="not started"):
+        asyncio.run(keys.owner(command("k-idle")))
+    keys.start()
+    keys.close()
+    with pytest.raises(KeyRegistryUnavailable, match="not started"):
+        keys.claim(command("k-idle"))
