@@ -157,6 +157,7 @@ def test_health_readiness_and_metrics(api: CommandApi) -> None:
         "command_api_retries_from_memory_total",
         "command_api_late_acks_total",
         "command_api_deliveries_in_flight",
+        "command_api_deliveries_pending_after_503",
         "command_api_key_reuses_total",
         "command_api_key_registry_unavailable_total",
     ):
