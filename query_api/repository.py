@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from query_api.listing import (
@@ -35,6 +35,10 @@ log = logging.getLogger("query_api.repository")
 __all__ = ["Page", "ReadRepository", "StatusRead", "StoreUnavailable"]
 # How long the first page's window origin is trusted before one query rechecks it.
 ORIGIN_RECHECK_SECONDS = 10.0
+# How many lists (generation, filters) keep the width of window that last filled a page.
+LEARNED_WIDTHS = 1024
+# The learned width is this much wider than the createdAt span of the last page read.
+WIDTH_MARGIN = 1.25
 PUBLIC_ITEM_FIELDS = {"_log": 0, "_idem": 0}
 T = TypeVar("T")
 
@@ -89,6 +93,8 @@ class ReadRepository:
         self._indexed: set[str] = set()
         # generation -> (when checked, earliest createdAt)
         self._origins: dict[str, tuple[float, str]] = {}
+        # (generation, filters) -> the first window's width for the next page of that list
+        self._widths: dict[tuple[str, frozenset[tuple[str, str]]], timedelta] = {}
 
     def read_model(self) -> ReadModel:
         """The active generation; a generation seen for the first time gets its indexes."""
@@ -150,7 +156,8 @@ class ReadRepository:
         position = start_position(query)
         start = parse_timestamp(position[0]) if position else self._origin(model)
         now = datetime.now(UTC)
-        width = FIRST_WINDOW
+        learned = (model.generation, frozenset(query.filters.items()))
+        width = self._widths.get(learned, FIRST_WINDOW)
         docs: list[dict[str, Any]] = []
         while True:
             bound = window_end(start, width, now) if start is not None else None
@@ -171,6 +178,8 @@ class ReadRepository:
             if len(docs) >= wanted or bound is None:
                 break
             width = next_width(width, wanted, len(docs))
+        if start is not None and len(docs) >= wanted:
+            self._learn(learned, start, docs[-1])
         if len(docs) > query.limit:
             last = docs[query.limit - 1]
             return Page([public_item(d) for d in docs[: query.limit]], _position(last))
@@ -181,6 +190,24 @@ class ReadRepository:
         last = docs[-1]
         more = items.find_one(store_filter(query, _position(last)), {"_id": 1})
         return Page([public_item(d) for d in docs], _position(last) if more else None)
+
+    def _learn(
+        self, key: tuple[str, frozenset[tuple[str, str]]], start: datetime, last: dict[str, Any]
+    ) -> None:
+        """Remember how wide a window held this page, for the next page of the same list.
+
+        Items are not created at an even pace, so a fixed first window holds a page
+        in one query for one list and needs two or three for another (or for the
+        same list elsewhere in time). The createdAt span the page covered, with a
+        margin, is what the next page most likely needs: one query when the pace
+        holds. Only a starting width: the windows still grow until the page is full.
+        """
+        end = parse_timestamp(str(last.get("createdAt", "")))
+        if end is None or end <= start:
+            return
+        if key not in self._widths and len(self._widths) >= LEARNED_WIDTHS:
+            self._widths.pop(next(iter(self._widths)), None)
+        self._widths[key] = max((end - start) * WIDTH_MARGIN, timedelta(milliseconds=1))
 
     def _origin(self, model: ReadModel) -> datetime | None:
         """Where the first page's windows start: the earliest createdAt of the generation

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from pymongo import MongoClient, monitoring
 
 from domain.rules import ActionItem, timestamp
 from query_api.cursor import Cursor, filters_digest
@@ -284,3 +285,50 @@ def test_a_batch_cut_short_by_the_stores_reply_limit_loses_nothing(
         assert 0 < len(first.items) < 200, "expected the store to cut the batch"
     ids = [i["id"] for i in first.items + page_through_after(repo, first.last)]
     assert ids == expected_ids(states)
+
+
+class FindCounter(monitoring.CommandListener):
+    def __init__(self) -> None:
+        self.finds = 0
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name == "find":
+            self.finds += 1
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+def test_after_the_first_page_a_steady_pace_takes_one_query_per_page(
+    mongodb_uri: str, db: StoreDatabase
+) -> None:
+    """Items 100 ms apart: the first window (4 s) holds 40 of a page's 51 rows, so the first
+    page takes two queries; the next pages start with the width the last page needed."""
+    states = [
+        item(title=f"paced {n}", created=T0 + n * timedelta(milliseconds=100)) for n in range(600)
+    ]
+    seed(db, states)
+    counter = FindCounter()
+    client: StoreClient = MongoClient(mongodb_uri, event_listeners=[counter])
+    try:
+        repo = ReadRepository(client, db.name, cache_seconds=60)
+        repo.ensure_indexes()
+        finds: list[int] = []
+        seen: list[str] = []
+        after = None
+        while True:
+            before = counter.finds
+            page = repo.list_items(ListQuery({}, 50, after))
+            finds.append(counter.finds - before)
+            seen += [i["id"] for i in page.items]
+            if page.last is None:
+                break
+            after = Cursor(*page.last, filters_digest({}))
+        assert seen == [s.id for s in states]
+        assert finds[0] >= 2, finds  # the fixed first window is too narrow for this pace
+        assert finds[1:-1] == [1] * (len(finds) - 2), finds  # full pages: one query each
+    finally:
+        client.close()
