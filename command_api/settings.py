@@ -16,7 +16,7 @@ class CommandApiSettings(CommonSettings):
     max_body_bytes: int = Field(64 * 1024, ge=1024, le=10 * 1024 * 1024)
     query_api_base_url: str = Field("http://localhost:8001", pattern=r"^https?://")
     retry_after_seconds: int = Field(5, ge=1, le=3600)
-    producer_linger_ms: int = Field(5, ge=0, le=1000)
+    producer_linger_ms: int = Field(1, ge=0, le=1000)
     shutdown_flush_seconds: float = Field(30.0, gt=0, le=600)
     # Bound of one Idempotency-Key registry call (command_api/key_registry.py); past it the
     # command is accepted without a key verdict (fail open).

@@ -1,7 +1,7 @@
 """Baseline: the smallest honest command API, run with the product's uvicorn flags.
 
 FastAPI + pydantic body, fastavro with a parsed schema, one idempotent acks=all
-producer (linger 5 ms, as the product) served by a poll thread; each request
+producer (linger 1 ms, as the product) served by a poll thread; each request
 awaits its own delivery report before answering 202. Env: PEER_TOPIC,
 KAFKA_BOOTSTRAP_SERVERS, PEER_JWKS (when set, the bearer token is verified
 against that key set, as the contract requires of the product).
@@ -36,7 +36,7 @@ BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092")
 JWKS = os.environ.get("PEER_JWKS")
 KEY = jwt.PyJWKSet.from_json(Path(JWKS).read_text()).keys[0] if JWKS else None
 producer = Producer(
-    {"bootstrap.servers": BOOTSTRAP, "acks": "all", "enable.idempotence": True, "linger.ms": 5}
+    {"bootstrap.servers": BOOTSTRAP, "acks": "all", "enable.idempotence": True, "linger.ms": 1}
 )
 
 
