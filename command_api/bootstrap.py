@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from command_api.key_registry import KeyRegistry
-from command_api.publisher import CommandPublisher, producer_config
+from command_api.producer_settings import producer_config
+from command_api.publisher import CommandPublisher
 from command_api.service import CommandService
 from command_api.settings import CommandApiSettings
 from schemas.codec import CommandCodec

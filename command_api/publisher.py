@@ -24,7 +24,7 @@ writes after all never shares a key with the first, so log compaction never
 removes a command's first copy. And one produce call writes one record: records
 never time out in librdkafka and one request is in flight per connection, so
 the idempotent producer never bumps its epoch and resends a record the broker
-may already have (``producer_config``). A request answered 503 leaves its
+may already have (``command_api/producer_settings.py``). A request answered 503 leaves its
 record with librdkafka, which writes it when the log is back (a late ack).
 """
 
@@ -45,10 +45,6 @@ from schemas.record_key import record_key
 from servicekit.logs import Throttle
 
 log = logging.getLogger("command_api.publisher")
-kafka_log = logging.getLogger("command_api.librdkafka")
-
-
-kafka_log.addFilter(Throttle())
 
 # Delivery errors after which the record is certainly not on the log; for every
 # other error (timeouts above all) the broker may have appended it.
@@ -83,62 +79,6 @@ class Delivered:
     offset: int
     # True when a retry was answered from the in-process memory of an earlier attempt.
     replayed: bool = False
-
-
-# The producer's own queue (queued + in flight, not yet acknowledged): the memory bound
-# while the log is down. A full queue refuses the next record at once (503, queue_full).
-QUEUE_MAX_MESSAGES = 20_000
-QUEUE_MAX_KBYTES = 32 * 1024
-
-
-def producer_config(
-    bootstrap: str,
-    linger_ms: int,
-    queue_max_messages: int = QUEUE_MAX_MESSAGES,
-    queue_max_kbytes: int = QUEUE_MAX_KBYTES,
-) -> dict[str, object]:
-    """librdkafka settings: a produce call writes its record at most once, under its one key.
-
-    librdkafka's idempotent producer writes one produce call twice when it bumps
-    its epoch while a record that the broker may already have appended is
-    waiting for a retry: the retry goes out under the new epoch and new sequence
-    numbers, and the broker cannot tell it from a new record
-    (confluentinc/librdkafka#4953). Both copies share the call's record key, so
-    the log cleaner would keep only the later one. librdkafka 2.x bumps the epoch
-    of an idempotent, non-transactional producer when
-
-    - a record times out locally (``message.timeout.ms``): so records never time
-      out (0 = infinite). A request still answers 503 at its own bound; its
-      record stays with librdkafka and is written when the log is back (or
-      dropped at shutdown): ``maybeWritten`` is true and a retry with the same
-      Idempotency-Key awaits that attempt instead of producing a second one;
-    - a request that is not the first in flight for its partition fails with
-      OUT_OF_ORDER_SEQUENCE_NUMBER because the one before it failed (a leader
-      without enough in-sync replicas, a leader change): so one request in
-      flight per connection, and there is never a second one to fail that way;
-    - a produce error is permanent (a record too large, no authorisation) or the
-      broker lost the producer id: not produced by a healthy deployment (the
-      default body limit, 64 KiB, is far below the broker's ``message.max.bytes``).
-
-    A fatal error replaces the producer (a new producer id): the old one's
-    records fail and are not resent.
-    """
-    return {
-        "bootstrap.servers": bootstrap,
-        "acks": "all",
-        "enable.idempotence": True,
-        "message.timeout.ms": 0,
-        "max.in.flight.requests.per.connection": 1,
-        "queue.buffering.max.messages": queue_max_messages,
-        "queue.buffering.max.kbytes": queue_max_kbytes,
-        "linger.ms": linger_ms,
-        # notice a broker that is back within a second or two, not after 10 s of backoff
-        "reconnect.backoff.max.ms": 2000,
-        "compression.type": "none",
-        # librdkafka's own log lines go through Python logging (JSON, throttled)
-        "logger": kafka_log,
-        "log.connection.close": False,
-    }
 
 
 Pending = asyncio.Future[Delivered]

@@ -31,7 +31,7 @@ import pytest
 from confluent_kafka import KafkaError, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from command_api.publisher import producer_config
+from command_api.producer_settings import producer_config
 from tests.support.command_api import CLUSTER_BOOTSTRAP, Cluster, kafka_sh
 from tests.support.command_log import read_records
 

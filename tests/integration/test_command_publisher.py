@@ -11,7 +11,8 @@ from collections.abc import Iterator
 import pytest
 from confluent_kafka import KafkaError
 
-from command_api.publisher import CommandPublisher, Delivered, LogUnavailable, producer_config
+from command_api.producer_settings import producer_config
+from command_api.publisher import CommandPublisher, Delivered, LogUnavailable
 from tests.support.command_api import own_topics
 from tests.support.command_log import by_command, read_records
 from tests.support.waiting import wait_until

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from command_api.app import create_app
-from command_api.publisher import producer_config
+from command_api.producer_settings import producer_config
 from command_api.settings import CommandApiSettings
 from servicekit.logs import Throttle
 
