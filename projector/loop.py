@@ -92,7 +92,12 @@ class ProjectorLoop:
 
     # -- the loop ------------------------------------------------------------
     def run(self) -> None:
-        self.consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
+        self.consumer.subscribe(
+            [self.topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
         self._wait_for_store()
         try:
             while not self.stop.is_set():
@@ -400,9 +405,30 @@ class ProjectorLoop:
             self.parked.forget_assignment()
         log.info("partitions assigned", extra={"partitions": self.health.assignment})
 
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """The group dropped this consumer (session timed out, coordinator gone).
+
+        Unlike a rebalance, nobody handed the partitions over: until the consumer has
+        rejoined, /readyz says so (503) instead of reporting a projector that
+        applies nothing as ready.
+        """
+        log.warning(
+            "partitions lost: the consumer group dropped this projector (session timed out "
+            "or the group coordinator was unreachable); nothing committed is lost, "
+            "rejoining and resuming from the committed offsets",
+            extra={"partitions": sorted(p.partition for p in partitions)},
+        )
+        self._forget(partitions)
+        self.health.kafka_ok = False
+
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info(
+            "partitions revoked", extra={"partitions": sorted(p.partition for p in partitions)}
+        )
+        self._forget(partitions)
+
+    def _forget(self, partitions: list[TopicPartition]) -> None:
         revoked = sorted(p.partition for p in partitions)
-        log.info("partitions revoked", extra={"partitions": revoked})
         for p in revoked:
             # a held partition's waiting records are dropped: its next owner starts at the
             # committed offset, which is the refused record

@@ -86,13 +86,36 @@ class Outage:
         found: dict[str, Any] | None = active_read_model(self.db).items.find_one({"_id": item_id})
         return found
 
+    def projector_back(self, timeout: float = 180) -> None:
+        """Wait until the projector is ready again after the whole cluster was down.
+
+        After a full restart the brokers load the group coordinator's state before the
+        projector can rejoin its group (seen: 10-45 s here, more on a loaded CI
+        machine); this waits for that with a bound of its own, and says why if not.
+        """
+        url = self.projector.health_url.replace("/healthz", "/readyz")
+        try:
+            wait_until(
+                lambda: httpx.get(url, headers=operator_headers(), timeout=5).status_code == 200,
+                timeout,
+                "the projector ready again (rejoined its group) after the cluster restart",
+                interval=0.5,
+            )
+        except (AssertionError, httpx.HTTPError) as exc:
+            raise AssertionError(f"{exc}\n{self.projector.diagnosis()}") from None
+
     def next_offset(self, partition: int) -> int:
         """The projector's stored position on ``partition`` (0 before its first batch)."""
         found = active_read_model(self.db).positions.find_one({"_id": str(partition)})
         return int(found["nextOffset"]) if found else 0
 
     def applied(self, command_id: str, timeout: float = 60) -> dict[str, Any]:
-        wait_until(lambda: self.status(command_id) is not None, timeout, f"{command_id} processed")
+        try:
+            wait_until(
+                lambda: self.status(command_id) is not None, timeout, f"{command_id} processed"
+            )
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.projector.diagnosis()}") from None
         status = self.status(command_id)
         assert status is not None
         return status
@@ -177,6 +200,7 @@ def test_cluster_down_is_503_within_the_bound_and_back_is_202(outage: Outage) ->
 
     outage.cluster.start()
     wait_until(lambda: ready(outage.api.url), 60, "the API ready again after the cluster restart")
+    outage.projector_back()
     # Every 503'd record was still held by the producer and is written now: 11 late acks.
     wait_until(
         lambda: outage.api.metric("command_api_deliveries_pending_after_503") == 0,
@@ -214,6 +238,7 @@ def test_a_late_ack_is_answered_from_memory_then_deduplicated_by_the_projector(
     outage: Outage,
 ) -> None:
     wait_until(lambda: ready(outage.api.url), 60, "the API ready")
+    outage.projector_back()
     created = outage.api.post({"title": "late ack target"})
     assert created.status_code == 202
     item = created.json()["actionItemId"]

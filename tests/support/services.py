@@ -15,6 +15,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.auth import operator_headers
+
 REPO = Path(__file__).resolve().parents[2]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -139,6 +141,35 @@ class ServiceProcess:
             return self.log_path.read_text(errors="replace")[-chars:]
         except OSError:
             return "(no log)"
+
+    def diagnosis(self, lines: int = 25) -> str:
+        """For a failure message: alive or not, /readyz, and its last structured log lines.
+
+        librdkafka's own lines (starting with %) are left out: during a Kafka outage
+        they are hundreds of connection refusals that hide what the service said.
+        """
+        if self.process is None:
+            state = "never started"
+        elif self.process.poll() is None:
+            state = f"running (pid {self.process.pid})"
+        else:
+            state = f"EXITED with code {self.process.returncode}"
+        ready_url = self.health_url.replace("/healthz", "/readyz")
+        try:
+            answer = httpx.get(ready_url, headers=operator_headers(), timeout=5)
+            readiness = f"{answer.status_code} {answer.text[:600]}"
+        except httpx.HTTPError as exc:
+            readiness = f"no answer ({exc})"
+        said = [
+            line[:400]
+            for line in self.log_tail(400_000).splitlines()
+            if line.strip() and not line.startswith("%")
+        ]
+        return (
+            f"{self.name}: {state}; /readyz: {readiness}\n"
+            f"last {lines} lines of {self.log_path} (librdkafka lines left out):\n"
+            + "\n".join(said[-lines:])
+        )
 
 
 def python_bin() -> str:

@@ -40,6 +40,9 @@ class Consumer:
         self.resumed: list[int] = []
         self.commits: list[dict[int, int]] = []
 
+    def assign(self, tps: list[TopicPartition]) -> None:
+        self.assigned = [tp.partition for tp in tps]
+
     def pause(self, tps: list[TopicPartition]) -> None:
         self.paused += [tp.partition for tp in tps]
 
@@ -63,6 +66,7 @@ class Consumer:
         topics: list[str],
         on_assign: RebalanceCallback | None = None,
         on_revoke: RebalanceCallback | None = None,
+        on_lost: RebalanceCallback | None = None,
     ) -> None:
         raise AssertionError("not used by these tests")
 
@@ -274,3 +278,28 @@ def test_a_hold_describes_itself_for_operators(attempts: int) -> None:
     assert hold.describe().startswith(
         f"partition 2 held at offset 41 (commandId c-1): the store refused it {attempts} time(s)"
     )
+
+
+def test_a_lost_group_membership_makes_readiness_fail_until_the_group_assigns_again() -> None:
+    bad = update(A, title="refused")
+    projector, consumer = loop(Store({bad.command_id}))
+    parts = [TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1)]
+    projector._on_assign(consumer, parts)  # type: ignore[arg-type]
+    projector._process([message(0, 3, bad)], {})
+    assert 0 in projector.holds and projector.health.kafka_ok
+    # the session timed out while the cluster was down: the partitions are gone, not handed over
+    projector._on_lost(consumer, parts)  # type: ignore[arg-type]
+    assert projector.health.assignment == [] and projector.holds == {}
+    assert "kafka unreachable or consumer not yet joined" in projector.health.problems()
+    projector._on_assign(consumer, parts)  # type: ignore[arg-type]
+    assert projector.health.kafka_ok and projector.health.assignment == [0, 1]
+    assert "kafka unreachable or consumer not yet joined" not in projector.health.problems()
+
+
+def test_an_ordinary_rebalance_keeps_the_projector_ready() -> None:
+    projector, consumer = loop(Store(set()))
+    parts = [TopicPartition(TOPIC, 0)]
+    projector._on_assign(consumer, parts)  # type: ignore[arg-type]
+    projector._on_revoke(consumer, parts)  # type: ignore[arg-type]
+    assert projector.health.kafka_ok  # another member took the partitions over
+    assert projector.health.assignment == []
