@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ from typing import Any
 
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from tests.benchmarks import wrk
+from tests.benchmarks import cpu, wrk
 from tests.benchmarks.results import Report
 from tests.benchmarks.stack import Stack
 
@@ -57,10 +58,12 @@ class Bench:
     ) -> wrk.WrkResult:
         """A warm-up run (discarded), then the measured run; remembers the best rate."""
         wrk.run(url, script, connections, self.warmup)
-        result = wrk.run(url, script, connections, seconds or self.seconds)
+        with cpu.measure() as split:
+            result = wrk.run(url, script, connections, seconds or self.seconds)
+        result = dataclasses.replace(result, cpu=split.as_dict())
         print(
             f"  {what:38} c={connections:<4} {result.rate:9,.0f}/s  p50 {result.p50_ms:7.1f} ms"
-            f"  p99 {result.p99_ms:7.1f} ms  errors {result.errors}",
+            f"  p99 {result.p99_ms:7.1f} ms  errors {result.errors}\n      {split.line()}",
             flush=True,
         )
         if result.rate > self.best_rate:

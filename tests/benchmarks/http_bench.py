@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import subprocess
 import uuid
@@ -18,7 +19,7 @@ from typing import Any
 import httpx
 from pymongo import ASCENDING, MongoClient
 
-from tests.benchmarks import profile, wrk
+from tests.benchmarks import cpu, profile, wrk
 from tests.benchmarks.context import CREATE_BODY, Bench
 from tests.benchmarks.results import Section, Target, ms
 from tests.benchmarks.stack import (
@@ -260,6 +261,7 @@ def _report_writes(bench: Bench, results: dict[str, list[wrk.WrkResult]]) -> Non
             )
             + "."
         )
+    bench.report.sections.append(_cpu_section(results))
     targets = []
     for p, peer in zip(results[PRODUCT], results.get(PEER, []), strict=False):
         c = p.connections
@@ -278,3 +280,42 @@ def _report_writes(bench: Bench, results: dict[str, list[wrk.WrkResult]]) -> Non
             ),
         ]
     bench.report.add(section, *targets)
+
+
+CPU_COLUMNS = [
+    "command API",
+    "peer",
+    "sync peer",
+    "projector",
+    "Kafka",
+    "FerretDB",
+    "PostgreSQL",
+    cpu.WRK,
+    "other",
+]
+
+
+def _cpu_section(results: dict[str, list[wrk.WrkResult]]) -> Section:
+    """Which processes used the 2 cores during each write run: what bounds each rate."""
+    rows = []
+    for name, runs in results.items():
+        for r in runs:
+            if not r.cpu:
+                continue
+            cells = [f"{r.cpu.get(g, 0.0):.2f}" for g in CPU_COLUMNS]
+            rows.append([name, str(r.connections), *cells, f"{sum(r.cpu.values()):.2f}"])
+    return Section(
+        "writes_cpu",
+        f"1-2. Where the cores went during each write run (cores used, of {os.cpu_count()})",
+        ["server", "connections", *CPU_COLUMNS, "all"],
+        rows,
+        [
+            "CPU seconds per process group over the measured wrk run divided by its wall "
+            "time, from /proc (tests/benchmarks/cpu.py); 'command API' is the server "
+            "measured in the product and 'log not consumed' rows, 'other' is everything "
+            "else (the bench itself, the query API, the system).",
+            "An 'all' near the core count means the run was CPU-bound on the shared machine; "
+            "the split shows who held the cores.",
+        ],
+        {"columns": CPU_COLUMNS, "runs": rows},
+    )

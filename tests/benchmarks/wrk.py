@@ -12,7 +12,7 @@ import json
 import shutil
 import subprocess
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -49,6 +49,8 @@ class WrkResult:
     p90_ms: float
     p99_ms: float
     max_ms: float
+    # cores used per process group during the run (tests/benchmarks/cpu.py), when measured
+    cpu: dict[str, float] = field(default_factory=dict, compare=False)
 
     @property
     def rate(self) -> float:
