@@ -15,8 +15,10 @@ from typing import Any
 from fastapi import Depends, FastAPI, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.telemetry import TelemetryConfig
+from pymongo import monitoring
 
 from query_api.consistency import ProjectionWatcher
+from query_api.item_reads import AsyncItemReads
 from query_api.metrics import observe_request
 from query_api.models import Health, Ready
 from query_api.repository import ReadRepository, StoreUnavailable
@@ -31,7 +33,7 @@ from servicekit.ops_routes import RequestMetrics, install_ops_routes
 from servicekit.problems import install_problem_handlers
 from servicekit.protect import AUTH_RESPONSES, merged, protect
 from servicekit.settings import load_settings
-from servicekit.store_client import store_client
+from servicekit.store_client import async_store_client, store_client
 from servicekit.store_types import StoreClient
 
 log = logging.getLogger("query_api")
@@ -83,6 +85,23 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         service.watcher = ProjectionWatcher(service.repository, settings.position_poll_seconds)
+        # built here, in the loop that uses it; it hears what the given client's listeners
+        # hear (tests count the store's reads through them)
+        service.items = AsyncItemReads(
+            async_store_client(
+                settings.mongodb_uri,
+                app_name="query-api",
+                timeout_ms=settings.mongodb_timeout_ms,
+                operation_timeout_ms=settings.mongodb_timeout_ms,
+                event_listeners=[
+                    listener
+                    for listener in client.options.event_listeners
+                    if isinstance(listener, monitoring.CommandListener)
+                ],
+            ),
+            settings.mongodb_database,
+            service.repository,
+        )
         try:
             await run_in_threadpool(service.repository.ensure_indexes)
         except StoreUnavailable as exc:
@@ -92,6 +111,7 @@ def create_app(
             )
         yield
         await service.watcher.close()
+        await service.items.close()
         client.close()
 
     app = FastAPI(

@@ -109,8 +109,21 @@ class ReadRepository:
             log.info("indexes ensured", extra={"generation": model.generation})
         return model
 
+    def fresh_generation(self) -> str | None:
+        """The active generation when the cached pointer is fresh and its indexes are
+        ensured, else None: then ``read_model()`` (which may query) must run first."""
+        cached = self._cached
+        if cached is None or time.monotonic() - cached[0] > self._cache_seconds:
+            return None
+        generation = cached[1].generation
+        return generation if generation in self._indexed else None
+
+    def current(self) -> ReadModel:
+        """``read_model()``, with the store's errors as ours."""
+        return self._guard(self.read_model)
+
     def ensure_indexes(self) -> None:
-        self._guard(self.read_model)
+        self.current()
 
     def ping(self) -> None:
         self._guard(lambda: self._client.admin.command("ping"))

@@ -87,7 +87,7 @@ def _item_routes(router: APIRouter, service: QueryService) -> None:
     ) -> Response:
         """One ActionItem with its Exceptions node; `ETag` is its version."""
         await service.wait_for(consistency_token, str(actionItemId))
-        item = await service.read(service.repository.get_item, str(actionItemId))
+        item = await service.read_item(str(actionItemId))
         if item is None:
             raise Problem(404, "Not Found", f"no ActionItem {actionItemId}")
         tag = etag(item["version"])

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from fastapi.concurrency import run_in_threadpool
 
 from query_api.consistency import ProjectionWatcher, Wait
+from query_api.item_reads import AsyncItemReads
 from query_api.repository import ReadRepository, StoreUnavailable
 from query_api.settings import QueryApiSettings
 from servicekit.consistency import BadToken, ConsistencyToken
@@ -39,11 +40,22 @@ class QueryService:
         self.settings = settings
         self.repository = repository
         self.watcher: ProjectionWatcher | None = None
+        # get by id on the asyncio client, once the app's lifespan has built it
+        self.items: AsyncItemReads | None = None
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` on a worker thread; a store outage becomes a 503 with Retry-After."""
         try:
             return await run_in_threadpool(fn, *args)
+        except StoreUnavailable as exc:
+            raise self._store_down(exc) from None
+
+    async def read_item(self, item_id: str) -> dict[str, Any] | None:
+        """The public item or None; on the asyncio client when there is one (no thread hop)."""
+        if self.items is None:
+            return await self.read(self.repository.get_item, item_id)
+        try:
+            return await self.items.get_item(item_id)
         except StoreUnavailable as exc:
             raise self._store_down(exc) from None
 

@@ -54,9 +54,14 @@ class ReadModel:
     def _name(self, base: str) -> str:
         return f"{base}_{self.generation}"
 
+    @staticmethod
+    def items_name(generation: str) -> str:
+        """The items collection's name in ``generation`` (for a client of another kind)."""
+        return f"action_items_{generation}"
+
     @property
     def items(self) -> StoreCollection:
-        return self.db[self._name("action_items")]
+        return self.db[self.items_name(self.generation)]
 
     @property
     def commands(self) -> StoreCollection:
