@@ -12,6 +12,7 @@ from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
 from command_api.body import read_json_object
@@ -50,13 +51,13 @@ def write_router(
     router = APIRouter()
     status_base = status_base.rstrip("/")
 
-    async def accept(draft: Draft, hdrs: WriteHeaders, response: Response) -> Accepted:
+    async def accept(draft: Draft, hdrs: WriteHeaders) -> Response:
         keyed = hdrs.idempotency_key is not None
         try:
             accepted = await service.accept(draft, dedupe=keyed)
         except NotConfirmed as exc:
             raise unconfirmed_problem(exc, keyed, retry_after) from None
-        return accepted_answer(accepted, response, status_base)
+        return accepted_answer(accepted, status_base)
 
     @router.post(
         "/action-items",
@@ -66,13 +67,13 @@ def write_router(
         summary="Create an ActionItem",
         openapi_extra=CREATE_OPENAPI,
     )
-    async def create_action_item(request: Request, response: Response) -> Accepted:
+    async def create_action_item(request: Request) -> Response:
         hdrs = write_headers(request.headers, conditional=False)
         data = await read_json_object(request, JSON_TYPES, max_body_bytes)
         body: CreateActionItemRequest = validated(CreateActionItemRequest, data)
         caller = caller_of(request).sub
         draft = draft_of(create_payload(body), None, hdrs, caller)
-        return await accept(draft, hdrs, response)
+        return await accept(draft, hdrs)
 
     @router.patch(
         "/action-items/{actionItemId}",
@@ -84,9 +85,8 @@ def write_router(
     )
     async def update_action_item(
         request: Request,
-        response: Response,
         actionItemId: Annotated[uuid.UUID, Path(description="The ActionItem's id (a UUID)")],
-    ) -> Accepted:
+    ) -> Response:
         hdrs = write_headers(request.headers, conditional=True)
         data = await read_json_object(request, PATCH_TYPES, max_body_bytes)
         violations = merge_patch_violations(data)
@@ -95,7 +95,7 @@ def write_router(
         body: UpdateActionItemRequest = validated(UpdateActionItemRequest, data)
         caller = caller_of(request).sub
         draft = draft_of(update_payload(body), str(actionItemId), hdrs, caller)
-        return await accept(draft, hdrs, response)
+        return await accept(draft, hdrs)
 
     return router
 
@@ -126,16 +126,25 @@ def draft_of(payload: Any, item: str | None, hdrs: WriteHeaders, caller: str) ->
     )
 
 
-def accepted_answer(accepted: Acceptance, response: Response, status_base: str) -> Accepted:
-    """The 202: Location of the command's status, its correlation id, the consistency token."""
+def accepted_answer(accepted: Acceptance, status_base: str) -> Response:
+    """The 202: Location of the command's status, its correlation id, the consistency token.
+
+    Built here as the response itself: FastAPI then skips validating and serialising
+    a response model per request (``Accepted`` still documents it in OpenAPI).
+    """
     command = accepted.command
-    response.status_code = 202
-    response.headers["Location"] = f"{status_base}/commands/{command.command_id}"
-    response.headers["X-Correlation-Id"] = command.correlation_id
-    return Accepted(
-        commandId=command.command_id,
-        actionItemId=command.action_item_id,
-        consistencyToken=accepted.consistency_token,
+    return JSONResponse(
+        {
+            "commandId": command.command_id,
+            "actionItemId": command.action_item_id,
+            "status": "accepted",
+            "consistencyToken": accepted.consistency_token,
+        },
+        status_code=202,
+        headers={
+            "Location": f"{status_base}/commands/{command.command_id}",
+            "X-Correlation-Id": command.correlation_id,
+        },
     )
 
 
