@@ -9,14 +9,8 @@ from collections.abc import Callable
 
 from tests.reliability.harness import ReadySampler, Suite, base_url, stage
 from tests.reliability.load import Readers
-from tests.reliability.more_scenarios import (
-    s2_cluster,
-    s3_network,
-    s6_poison,
-    s8_rebuild_kills,
-    s9_soak,
-    s10_generated_requests,
-)
+from tests.reliability.long_scenarios import s8_rebuild_kills, s9_soak, s10_generated_requests
+from tests.reliability.more_scenarios import s2_cluster, s3_network, s6_poison
 from tests.reliability.results import Row
 
 RATE = 25.0  # writes/s offered by the load in the fault scenarios
