@@ -90,6 +90,7 @@ def create_app(
         service.items = AsyncItemReads(
             async_store_client(
                 settings.mongodb_uri,
+                max_pool_size=settings.mongodb_read_pool_size,
                 app_name="query-api",
                 timeout_ms=settings.mongodb_timeout_ms,
                 operation_timeout_ms=settings.mongodb_timeout_ms,

@@ -261,7 +261,6 @@ def _report_writes(bench: Bench, results: dict[str, list[wrk.WrkResult]]) -> Non
             )
             + "."
         )
-    bench.report.sections.append(_cpu_section(results))
     targets = []
     for p, peer in zip(results[PRODUCT], results.get(PEER, []), strict=False):
         c = p.connections
@@ -280,6 +279,7 @@ def _report_writes(bench: Bench, results: dict[str, list[wrk.WrkResult]]) -> Non
             ),
         ]
     bench.report.add(section, *targets)
+    bench.report.sections.append(_cpu_section(results))
 
 
 CPU_COLUMNS = [
