@@ -29,7 +29,7 @@ import logging
 import threading
 import time
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
 from domain.planning import BatchPlan, CommandRecord
 from projector import metrics
@@ -393,7 +393,7 @@ class ProjectorLoop:
             )
         return True
 
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_assign(self, consumer: CommandConsumer, partitions: list[TopicPartition]) -> None:
         if partitions:
             # librdkafka keeps a partition paused across a reassignment; holds were dropped
             # on revoke, so every partition starts afresh from its committed offset
@@ -405,7 +405,7 @@ class ProjectorLoop:
             self.parked.forget_assignment()
         log.info("partitions assigned", extra={"partitions": self.health.assignment})
 
-    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_lost(self, _consumer: CommandConsumer, partitions: list[TopicPartition]) -> None:
         """The group dropped this consumer (session timed out, coordinator gone).
 
         Unlike a rebalance, nobody handed the partitions over: until the consumer has
@@ -421,7 +421,7 @@ class ProjectorLoop:
         self._forget(partitions)
         self.health.kafka_ok = False
 
-    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_revoke(self, _consumer: CommandConsumer, partitions: list[TopicPartition]) -> None:
         log.info(
             "partitions revoked", extra={"partitions": sorted(p.partition for p in partitions)}
         )

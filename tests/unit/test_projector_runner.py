@@ -284,14 +284,14 @@ def test_a_lost_group_membership_makes_readiness_fail_until_the_group_assigns_ag
     bad = update(A, title="refused")
     projector, consumer = loop(Store({bad.command_id}))
     parts = [TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1)]
-    projector._on_assign(consumer, parts)  # type: ignore[arg-type]
+    projector._on_assign(consumer, parts)
     projector._process([message(0, 3, bad)], {})
     assert 0 in projector.holds and projector.health.kafka_ok
     # the session timed out while the cluster was down: the partitions are gone, not handed over
-    projector._on_lost(consumer, parts)  # type: ignore[arg-type]
+    projector._on_lost(consumer, parts)
     assert projector.health.assignment == [] and projector.holds == {}
     assert "kafka unreachable or consumer not yet joined" in projector.health.problems()
-    projector._on_assign(consumer, parts)  # type: ignore[arg-type]
+    projector._on_assign(consumer, parts)
     assert projector.health.kafka_ok and projector.health.assignment == [0, 1]
     assert "kafka unreachable or consumer not yet joined" not in projector.health.problems()
 
@@ -299,7 +299,7 @@ def test_a_lost_group_membership_makes_readiness_fail_until_the_group_assigns_ag
 def test_an_ordinary_rebalance_keeps_the_projector_ready() -> None:
     projector, consumer = loop(Store(set()))
     parts = [TopicPartition(TOPIC, 0)]
-    projector._on_assign(consumer, parts)  # type: ignore[arg-type]
-    projector._on_revoke(consumer, parts)  # type: ignore[arg-type]
+    projector._on_assign(consumer, parts)
+    projector._on_revoke(consumer, parts)
     assert projector.health.kafka_ok  # another member took the partitions over
     assert projector.health.assignment == []
