@@ -291,7 +291,7 @@ node_pid() {
     [[ -f "$pf" ]] || return 0
     pid="$(cat "$pf" 2>/dev/null || true)"
     if [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null \
-            && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "-Dactionitems.kafka.node=$n .*kafka\.Kafka"; then
+            && grep -q -- "-Dactionitems.kafka.node=$n .*kafka\.Kafka" < <(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null); then
         echo "$pid"
     fi
 }
@@ -338,7 +338,11 @@ log_since() {
 node_ready() {
     local n="$1" since="$2"
     port_open "$(node_port "$n")" || return 1
-    log_since "$n" "$since" 2>/dev/null | grep -q "Kafka Server started" || return 1
+    # not `log_since | grep -q`: under pipefail, grep -q leaving at the first match kills
+    # the writer with SIGPIPE once more than a pipe's worth of log follows the line, and
+    # the pipeline fails though the line is there (a node that logged over 64 KiB after
+    # its start-up line was "not answering" until the 90 s timeout)
+    grep -q "Kafka Server started" < <(log_since "$n" "$since" 2>/dev/null) || return 1
     if have_py_kafka; then
         metadata_ok "localhost:$(node_port "$n")" 1 "$(node_id "$n")" || return 1
     fi

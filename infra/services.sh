@@ -62,7 +62,7 @@ svc_pid() {
     [[ -f "$pf" ]] || return 0
     pid="$(cat "$pf" 2>/dev/null || true)"
     if [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null \
-            && tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx "ACTIONITEMS_SERVICE=$s"; then
+            && grep -qx "ACTIONITEMS_SERVICE=$s" < <(tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null); then
         echo "$pid"
     fi
 }

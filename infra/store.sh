@@ -652,7 +652,7 @@ ferret_start() {
     die "FerretDB did not become ready (log: $(rel "$FERRET_LOG"))"
   fi
   say "  FerretDB up in $(since "$t0") s (pid $pid)"
-  if tail -n +"$((before + 1))" "$FERRET_LOG" | grep -iE 'WARN|ERROR' | grep -qi 'version'; then
+  if tail -n +"$((before + 1))" "$FERRET_LOG" | grep -iE 'WARN|ERROR' | grep -ci 'version' >/dev/null; then
     say "warning: FerretDB logged a version warning; see $(rel "$FERRET_LOG")"
   fi
 }
