@@ -98,11 +98,11 @@ class ReadRepository:
 
     def read_model(self) -> ReadModel:
         """The active generation; a generation seen for the first time gets its indexes."""
-        now = time.monotonic()
         with self._lock:
-            if self._cached is None or now - self._cached[0] > self._cache_seconds:
-                self._cached = (now, ReadModel(self._db, active_generation(self._db)))
-            model = self._cached[1]
+            model = self._fresh_cached()
+            if model is None:
+                model = ReadModel(self._db, active_generation(self._db))
+                self._cached = (time.monotonic(), model)
         if model.generation not in self._indexed:
             model.ensure_indexes()
             self._indexed.add(model.generation)
@@ -112,11 +112,17 @@ class ReadRepository:
     def fresh_generation(self) -> str | None:
         """The active generation when the cached pointer is fresh and its indexes are
         ensured, else None: then ``read_model()`` (which may query) must run first."""
+        model = self._fresh_cached()
+        if model is None or model.generation not in self._indexed:
+            return None
+        return model.generation
+
+    def _fresh_cached(self) -> ReadModel | None:
+        """The cached active generation while it is younger than the cache period."""
         cached = self._cached
         if cached is None or time.monotonic() - cached[0] > self._cache_seconds:
             return None
-        generation = cached[1].generation
-        return generation if generation in self._indexed else None
+        return cached[1]
 
     def current(self) -> ReadModel:
         """``read_model()``, with the store's errors as ours."""

@@ -93,7 +93,7 @@ class Outage:
         projector can rejoin its group (seen: 10-45 s here, more on a loaded CI
         machine); this waits for that with a bound of its own, and says why if not.
         """
-        url = self.projector.health_url.replace("/healthz", "/readyz")
+        url = self.projector.ready_url
         try:
             wait_until(
                 lambda: httpx.get(url, headers=operator_headers(), timeout=5).status_code == 200,

@@ -142,6 +142,11 @@ class ServiceProcess:
         except OSError:
             return "(no log)"
 
+    @property
+    def ready_url(self) -> str:
+        """Its /readyz, beside /healthz (needs an operator token)."""
+        return self.health_url.replace("/healthz", "/readyz")
+
     def diagnosis(self, lines: int = 25) -> str:
         """For a failure message: alive or not, /readyz, and its last structured log lines.
 
@@ -154,9 +159,8 @@ class ServiceProcess:
             state = f"running (pid {self.process.pid})"
         else:
             state = f"EXITED with code {self.process.returncode}"
-        ready_url = self.health_url.replace("/healthz", "/readyz")
         try:
-            answer = httpx.get(ready_url, headers=operator_headers(), timeout=5)
+            answer = httpx.get(self.ready_url, headers=operator_headers(), timeout=5)
             readiness = f"{answer.status_code} {answer.text[:600]}"
         except httpx.HTTPError as exc:
             readiness = f"no answer ({exc})"
